@@ -1,0 +1,35 @@
+"""shuntfs: a pure-Python FUSE library and mirror filesystem with kernel passthrough."""
+
+__version__ = "0.1.0"
+
+from .mount import MountError, MountOptions
+from .operations import (
+    NOW,
+    ROOT_INODE,
+    DirEntry,
+    EntryAttributes,
+    FileInfo,
+    FUSEError,
+    Operations,
+    RequestContext,
+    SetattrFields,
+    StatvfsData,
+)
+from .session import Session
+
+__all__ = [
+    "__version__",
+    "NOW",
+    "ROOT_INODE",
+    "DirEntry",
+    "EntryAttributes",
+    "FileInfo",
+    "FUSEError",
+    "MountError",
+    "MountOptions",
+    "Operations",
+    "RequestContext",
+    "Session",
+    "SetattrFields",
+    "StatvfsData",
+]

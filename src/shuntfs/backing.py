@@ -1,0 +1,125 @@
+"""The backing-file registry: which inodes the kernel serves from a backing file, under which id.
+
+The kernel allows one io mode per inode while any of its files is open: all passthrough with the same backing id,
+or all cached. So the registry keeps, per inode, one backing id (or none, for a cached inode) and the number of
+open files using it; the id is registered on the first open and closed on the last release.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+from . import abi
+
+log = logging.getLogger("shuntfs.backing")
+
+#: Errors of BACKING_OPEN that mean "passthrough cannot work on this connection at all".
+_CONNECTION_WIDE = {errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+@dataclass
+class BackingFile:
+    backing_id: int  # 0: this inode is served in cached (userspace) mode while it has opens
+    opens: int
+    path: str
+
+
+class BackingRegistry:
+    """Per-inode backing ids for one FUSE connection (``devfd``)."""
+
+    def __init__(self, devfd: int, enabled: bool) -> None:
+        self._devfd = devfd
+        self.enabled = enabled
+        self.disabled_reason: str | None = None if enabled else "passthrough not negotiated"
+        self._files: dict[int, BackingFile] = {}
+        self._lock = threading.Lock()
+        self._logged: set[int] = set()
+        #: count of opens that asked for passthrough and got the fallback
+        self.fallback_opens = 0
+
+    def acquire(self, nodeid: int, fd: int | None) -> int:
+        """Count one open of ``nodeid``; return its backing id, or 0 for a cached (userspace I/O) open.
+
+        ``fd`` is the file to back it with, or None when the open does not ask for passthrough; such an open of an
+        inode that already has a backing id still gets that id, because the kernel refuses mixed modes.
+        """
+        with self._lock:
+            entry = self._files.get(nodeid)
+            if entry is not None:
+                entry.opens += 1
+                return entry.backing_id
+            backing_id = 0
+            if fd is not None and self.enabled:
+                backing_id = self._register(fd)
+            if fd is not None and not backing_id:
+                self.fallback_opens += 1
+            path = _fd_path(fd) if backing_id else ""
+            self._files[nodeid] = BackingFile(backing_id, 1, path)
+            return backing_id
+
+    def release(self, nodeid: int) -> None:
+        """One open of ``nodeid`` ended; close its backing id with the last one."""
+        with self._lock:
+            entry = self._files.get(nodeid)
+            if entry is None:
+                return
+            entry.opens -= 1
+            if entry.opens > 0:
+                return
+            del self._files[nodeid]
+            if entry.backing_id:
+                self._close(entry.backing_id)
+
+    def snapshot(self) -> list[dict]:
+        """The registered backing files, for operators (the kernel shows them nowhere)."""
+        with self._lock:
+            return [
+                {"id": e.backing_id, "nodeid": n, "path": e.path, "opens": e.opens}
+                for n, e in self._files.items()
+                if e.backing_id
+            ]
+
+    def close_all(self) -> None:
+        with self._lock:
+            for entry in self._files.values():
+                if entry.backing_id:
+                    self._close(entry.backing_id)
+            self._files.clear()
+
+    def _register(self, fd: int) -> int:
+        # A mutable buffer with mutate_flag=True makes fcntl.ioctl return the syscall's result: the backing id.
+        buf = bytearray(abi.BACKING_MAP.pack(fd, 0, 0))
+        try:
+            return fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_OPEN, buf, True)
+        except OSError as e:
+            self._refused(e)
+            return 0
+
+    def _refused(self, e: OSError) -> None:
+        code = e.errno or errno.EIO
+        if code in _CONNECTION_WIDE:
+            self.enabled = False
+            self.disabled_reason = f"BACKING_OPEN: {os.strerror(code)}"
+            log.warning("passthrough disabled for this mount (%s); using userspace I/O", self.disabled_reason)
+        elif code not in self._logged:
+            self._logged.add(code)
+            why = "the source is stacked too deep" if code == errno.ELOOP else os.strerror(code)
+            log.warning("passthrough refused for a file (%s); such files use userspace I/O", why)
+
+    def _close(self, backing_id: int) -> None:
+        try:
+            fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_CLOSE, abi.BACKING_ID.pack(backing_id))
+        except OSError as e:
+            log.warning("BACKING_CLOSE %d: %s", backing_id, e)
+
+
+def _fd_path(fd: int | None) -> str:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return "?"

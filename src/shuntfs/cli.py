@@ -1,0 +1,385 @@
+"""``shuntfs SOURCE MOUNTPOINT``: mirror a directory through FUSE with kernel passthrough."""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import resource
+import shutil
+import signal
+import stat
+import sys
+from dataclasses import dataclass, field
+
+from . import __version__, abi
+from .mirror import CACHE_MODES, Mirror
+from .mount import MountError, MountOptions, find_mount
+
+log = logging.getLogger("shuntfs")
+
+
+class UsageError(Exception):
+    pass
+
+
+@dataclass
+class Config:
+    source: str = ""
+    mountpoint: str = ""
+    foreground: bool = False
+    debug: bool = False
+    read_only: bool = False
+    allow_other: bool = False
+    default_permissions: bool = False
+    fsname: str | None = None
+    cache: str = "auto"
+    passthrough: bool = True
+    auto_unmount: bool = True
+    max_stack_depth: int | None = None
+    threads: int = 2
+    log_file: str | None = None
+    mount_words: list[str] = field(default_factory=list)
+
+
+#: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
+_IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail", "nosuid", "nodev"}
+#: Generic mount words passed on to the kernel.
+_MOUNT_WORDS = {"noexec", "exec", "noatime", "atime", "nodiratime", "relatime", "strictatime", "sync", "async", "dirsync"}
+
+
+def _on_off(name: str, value: str | None) -> bool:
+    if value in ("on", "1", "yes", "true"):
+        return True
+    if value in ("off", "0", "no", "false"):
+        return False
+    raise UsageError(f"option {name} takes on or off, not {value!r}")
+
+
+def _positive_int(name: str, value: str | None, low: int, high: int) -> int:
+    try:
+        number = int(value or "")
+    except ValueError:
+        raise UsageError(f"option {name} takes a number, not {value!r}") from None
+    if not low <= number <= high:
+        raise UsageError(f"option {name} must be between {low} and {high}")
+    return number
+
+
+def apply_option(config: Config, word: str) -> None:
+    """Apply one ``-o`` word to ``config``; raise UsageError for unknown or malformed ones."""
+    name, has_value, value = word.partition("=")
+    value = value if has_value else None
+    flag_only = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
+    if name in flag_only or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
+        if has_value:
+            raise UsageError(f"option {name} takes no value")
+    elif not has_value or value == "":
+        raise UsageError(f"option {name} needs a value ({name}=...)" if name in _VALUED else f"unknown option {word!r}")
+    if name == "ro":
+        config.read_only = True
+    elif name == "allow_other":
+        config.allow_other = True
+    elif name == "default_permissions":
+        config.default_permissions = True
+    elif name == "auto_unmount":
+        config.auto_unmount = True
+    elif name == "noauto_unmount":
+        config.auto_unmount = False
+    elif name == "fsname":
+        config.fsname = value
+    elif name == "cache":
+        if value not in CACHE_MODES:
+            raise UsageError(f"option cache takes one of {'/'.join(CACHE_MODES)}, not {value!r}")
+        config.cache = value
+    elif name == "passthrough":
+        config.passthrough = _on_off(name, value)
+    elif name == "max_stack_depth":
+        config.max_stack_depth = _positive_int(name, value, 1, 2)
+    elif name == "threads":
+        config.threads = _positive_int(name, value, 1, 64)
+    elif name in _IGNORED_WORDS:
+        pass
+    elif name in _MOUNT_WORDS:
+        config.mount_words.append(name)
+    else:
+        raise UsageError(f"unknown option {word!r}")
+
+
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads"}
+
+
+def split_options(text: str) -> list[str]:
+    """Split an -o string on commas; a backslash escapes a comma (as in fsname=a\\,b)."""
+    words, current, escaped = [], [], False
+    for ch in text:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            words.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    words.append("".join(current))
+    return [w for w in words if w]
+
+
+def parse_args(argv: list[str]) -> Config:
+    parser = _Parser(
+        prog="shuntfs",
+        description="Mirror SOURCE at MOUNTPOINT through FUSE; file data is passed through to the kernel.",
+    )
+    parser.add_argument("source", metavar="SOURCE")
+    parser.add_argument("mountpoint", metavar="MOUNTPOINT")
+    parser.add_argument("-o", dest="options", action="append", default=[], metavar="OPT[,OPT...]",
+                        help="mount options (see below)")
+    parser.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground")
+    parser.add_argument("-d", "--debug", action="store_true", help="log every request to stderr (implies -f)")
+    parser.add_argument("-V", "--version", action="version", version=f"shuntfs {__version__}")
+    parser.add_argument("--ro", action="append_const", dest="long_options", const="ro", help="read-only mount")
+    parser.add_argument("--allow-other", action="append_const", dest="long_options", const="allow_other",
+                        help="let all users in (turns on default_permissions)")
+    parser.add_argument("--default-permissions", action="append_const", dest="long_options",
+                        const="default_permissions", help="let the kernel check permissions")
+    parser.add_argument("--fsname", help="name shown as the mount's source")
+    parser.add_argument("--cache", choices=sorted(CACHE_MODES), help="kernel caching: none, auto (default), always")
+    parser.add_argument("--no-passthrough", action="append_const", dest="long_options", const="passthrough=off",
+                        help="serve file data in userspace")
+    parser.add_argument("--no-auto-unmount", action="append_const", dest="long_options", const="noauto_unmount",
+                        help="leave the mount behind if the daemon dies")
+    parser.add_argument("--threads", type=int, help="worker threads (default 2)")
+    parser.add_argument("--log-file", help="log here instead of stderr")
+    parser.epilog = (
+        "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
+        "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
+        "and noexec, noatime and the like."
+    )
+    args = parser.parse_args(argv)
+    config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
+                    debug=args.debug, log_file=args.log_file)
+    for text in args.options:
+        for word in split_options(text):
+            apply_option(config, word)
+    for word in args.long_options or []:
+        apply_option(config, word)
+    if args.fsname is not None:
+        apply_option(config, f"fsname={args.fsname}")
+    if args.cache is not None:
+        apply_option(config, f"cache={args.cache}")
+    if args.threads is not None:
+        apply_option(config, f"threads={args.threads}")
+    if config.allow_other:
+        config.default_permissions = True
+    return config
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not the usage block
+        raise UsageError(message)
+
+
+def validate(config: Config) -> None:
+    """Refuse what cannot work before anything is mounted or forked."""
+    src = config.source
+    if not os.path.exists(src):
+        raise UsageError(f"source {src}: no such file or directory")
+    if not os.path.isdir(src):
+        raise UsageError(f"source {src}: not a directory")
+    mnt = config.mountpoint
+    if not os.path.lexists(mnt):
+        raise UsageError(f"mountpoint {mnt}: no such file or directory")
+    try:
+        st = os.stat(mnt)
+    except OSError as e:
+        raise UsageError(f"mountpoint {mnt}: {e.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"mountpoint {mnt}: not a directory")
+    real = os.path.realpath(mnt)
+    if find_mount(real) is not None:
+        raise UsageError(f"mountpoint {mnt}: already a mountpoint")
+    if os.path.realpath(src) == real or real.startswith(os.path.realpath(src).rstrip("/") + "/"):
+        # Allowed by the kernel, but lookups inside the mount would recurse into it.
+        log.warning("mountpoint %s lies inside source %s", mnt, src)
+    if not os.path.exists("/dev/fuse"):
+        raise UsageError("/dev/fuse does not exist (is the fuse module loaded?)")
+    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
+        raise UsageError("not root, and fusermount3 is not installed (Debian package fuse3)")
+
+
+def has_cap_sys_admin() -> bool:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 21))
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def source_fs_magic(path: str) -> int:
+    buf = ctypes.create_string_buffer(256)
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], sys.byteorder)
+
+
+def choose_stack_depth(config: Config) -> int:
+    """Depth 2 when SOURCE is itself stacked (overlayfs, FUSE, ecryptfs): the kernel needs it to back files there."""
+    if config.max_stack_depth is not None:
+        return config.max_stack_depth
+    return 2 if source_fs_magic(config.source) in abi.STACKED_FS_MAGIC else 1
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def setup_logging(config: Config) -> None:
+    handler: logging.Handler
+    if config.log_file:
+        handler = logging.FileHandler(config.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"shuntfs[%(process)d]: %(levelname)s %(message)s"))
+    root = logging.getLogger("shuntfs")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if (config.debug or config.foreground) else logging.WARNING)
+    logging.getLogger("shuntfs.trace").setLevel(logging.DEBUG if config.debug else logging.WARNING)
+
+
+def run(config: Config, report) -> int:
+    """Mount and serve until unmounted. ``report(None)`` says the mount is live, ``report(msg)`` that it failed."""
+    from .control import ControlServer
+    from .session import Session
+
+    raise_fd_limit()
+    passthrough = config.passthrough and has_cap_sys_admin()
+    ops = Mirror(config.source, cache=config.cache)
+    options = MountOptions(
+        fsname=config.fsname or os.path.realpath(config.source),
+        allow_other=config.allow_other,
+        default_permissions=config.default_permissions,
+        read_only=config.read_only,
+        extra=config.mount_words,
+    )
+    session = Session(
+        ops,
+        config.mountpoint,
+        options,
+        passthrough=passthrough,
+        max_stack_depth=choose_stack_depth(config),
+        threads=config.threads,
+        cache_symlinks=config.cache != "none",
+        auto_unmount=config.auto_unmount,
+    )
+    try:
+        session.mount()
+    except MountError as e:
+        report(str(e))
+        return 1
+    control = None
+    try:
+        session.start()
+        if not session.wait_init(15):
+            raise MountError("the kernel sent no INIT within 15 s")
+        if config.passthrough and not passthrough:
+            session.registry.disabled_reason = "the daemon lacks CAP_SYS_ADMIN (passthrough needs root)"
+        try:
+            control = ControlServer(session.dev, session.stats)
+            control.start()
+        except OSError as e:
+            log.warning("control socket unavailable: %s", e)
+    except (MountError, OSError) as e:
+        session.unmount()
+        report(str(e))
+        return 1
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: session.unmount())
+    report(None)
+    session.wait()
+    if control is not None:
+        control.close()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        config = parse_args(sys.argv[1:] if argv is None else argv)
+    except UsageError as e:
+        print(f"shuntfs: {e}", file=sys.stderr)
+        return 2
+    try:
+        validate(config)
+    except UsageError as e:
+        print(f"shuntfs: {e}", file=sys.stderr)
+        return 1
+    if config.foreground:
+        setup_logging(config)
+
+        def report(message: str | None) -> None:
+            if message:
+                print(f"shuntfs: {message}", file=sys.stderr)
+
+        return run(config, report)
+    return _daemonize(config)
+
+
+def _daemonize(config: Config) -> int:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(write_end)
+        chunks = []
+        while True:
+            chunk = os.read(read_end, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(read_end)
+        message = b"".join(chunks).decode(errors="replace")
+        if message == "ok":
+            return 0
+        os.waitpid(pid, 0)
+        print(f"shuntfs: {message or 'the daemon exited during start-up'}", file=sys.stderr)
+        return 1
+    os.close(read_end)
+    code = 1
+    try:
+        config.source = os.path.realpath(config.source)
+        config.mountpoint = os.path.realpath(config.mountpoint)
+        os.setsid()
+        os.chdir("/")
+        setup_logging(config)
+
+        def report(message: str | None) -> None:
+            os.write(write_end, b"ok" if message is None else message.encode())
+            os.close(write_end)
+            if message is None:
+                _detach_stdio(config)
+
+        code = run(config, report)
+    except BaseException:
+        log.exception("daemon failed")
+    finally:
+        os._exit(code)
+
+
+def _detach_stdio(config: Config) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    if not config.log_file:
+        os.dup2(devnull, 2)
+    os.close(devnull)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Acting as the caller: per-thread filesystem credentials for a daemon running as root.
+
+The kernel does no permission check on a passthrough backing file and a root daemon bypasses every check on the
+source, so creation and open run under the caller's fsuid, fsgid and supplementary groups: the source filesystem
+then decides ownership (setgid directories, default ACLs) and access (mode bits and ACLs) exactly as for the caller.
+
+glibc's setgroups() changes every thread of the process, so the raw syscalls are used: they act on the calling
+thread only, which is what a multi-threaded server needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import platform
+from typing import Iterator
+
+_SYSCALLS = {
+    # machine: (setgroups, setfsuid, setfsgid)
+    "x86_64": (116, 122, 123),
+    "aarch64": (159, 151, 152),
+    "riscv64": (159, 151, 152),
+    "ppc64le": (81, 138, 139),
+    "s390x": (206, 215, 216),
+}
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_numbers = _SYSCALLS.get(platform.machine())
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+#: Whether this process can act as other users at all.
+AVAILABLE = os.geteuid() == 0 and _numbers is not None
+#: The daemon's own groups, put back after each act.
+_OWN_GROUPS = os.getgroups()
+
+
+def caller_groups(pid: int, gid: int) -> list[int]:
+    """Supplementary groups of thread ``pid`` (the kernel reports thread ids), or just ``gid`` if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return [int(g) for g in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return [gid]
+
+
+def _set_groups(groups: list[int]) -> None:
+    arr = (ctypes.c_uint * max(1, len(groups)))(*groups)
+    if _syscall(_numbers[0], len(groups), arr) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _set_fsid(number: int, value: int) -> None:
+    # setfsuid/setfsgid never fail with an errno; they return the previous value.
+    _syscall(number, value)
+
+
+@contextlib.contextmanager
+def acting_as(uid: int, gid: int, pid: int) -> Iterator[None]:
+    """Run the body with the calling thread's filesystem identity set to the caller's; restore root after."""
+    if not AVAILABLE or uid == 0:
+        yield
+        return
+    _set_groups(caller_groups(pid, gid))
+    _set_fsid(_numbers[2], gid)
+    _set_fsid(_numbers[1], uid)
+    try:
+        yield
+    finally:
+        _set_fsid(_numbers[1], 0)
+        _set_fsid(_numbers[2], 0)
+        _set_groups(_OWN_GROUPS)

@@ -1,0 +1,404 @@
+"""The bridge from decoded requests to :class:`~shuntfs.operations.Operations` calls and back to reply payloads.
+
+A table maps each opcode to one handler; a handler returns the reply payload (``bytes``, a list of buffers for
+writev, or ``None`` for an empty reply) or raises ``FUSEError``/``OSError``. The dispatcher also owns what the
+library promises users: open-file records, the backing registry, and userspace I/O on ``passthrough_fd`` files
+when the kernel cannot serve them.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import stat
+import threading
+from typing import Any, Callable
+
+from . import abi, protocol
+from .abi import InitFlag, OpenFlag, Opcode, SetattrValid
+from .backing import BackingRegistry
+from .operations import (
+    NOW,
+    EntryAttributes,
+    FileInfo,
+    FUSEError,
+    Operations,
+    RequestContext,
+    SetattrFields,
+    dtype_of,
+)
+from .protocol import Request
+
+log = logging.getLogger("shuntfs")
+
+#: A handler's answer for requests that get no reply at all.
+NO_REPLY = object()
+
+
+class OpenFile:
+    """The library's record of one open file: the handler's fh, the fd it delegated (or -1), its inode."""
+
+    __slots__ = ("fh", "fd", "nodeid", "backing_id")
+
+    def __init__(self, fh: int, fd: int, nodeid: int, backing_id: int) -> None:
+        self.fh = fh
+        self.fd = fd
+        self.nodeid = nodeid
+        self.backing_id = backing_id
+
+
+def attr_fields(a: EntryAttributes) -> tuple:
+    ino = a.st_ino if a.shown_ino is None else a.shown_ino
+    return protocol.attr_fields(
+        ino, a.st_size, a.st_blocks, a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns,
+        a.st_mode, a.st_nlink, a.st_uid, a.st_gid, a.st_rdev, a.st_blksize,
+    )
+
+
+def entry_bytes(a: EntryAttributes) -> bytes:
+    return protocol.entry_out(a.st_ino, a.generation, a.entry_timeout, a.attr_timeout, attr_fields(a))
+
+
+def statx_from_attributes(a: EntryAttributes) -> bytes:
+    """A fuse_statx carrying the basic fields of ``a`` (no birth time)."""
+    buf = bytearray(abi.STATX_SIZE)
+    ino = a.st_ino if a.shown_ino is None else a.shown_ino
+    abi.STATX_FIXED.pack_into(
+        buf, 0, abi.STATX_BASIC_STATS, a.st_blksize, 0, a.st_nlink, a.st_uid, a.st_gid,
+        a.st_mode & 0xFFFF, ino, a.st_size, a.st_blocks, 0,
+    )
+    for offset, ns in (
+        (abi.STATX_ATIME_OFFSET, a.st_atime_ns),
+        (abi.STATX_MTIME_OFFSET, a.st_mtime_ns),
+        (abi.STATX_CTIME_OFFSET, a.st_ctime_ns),
+    ):
+        abi.STATX_TIME.pack_into(buf, offset, *divmod(ns, 1_000_000_000))
+    abi.STATX_RDEV.pack_into(buf, abi.STATX_RDEV_OFFSET, os.major(a.st_rdev), os.minor(a.st_rdev))
+    return bytes(buf)
+
+
+_DOT_ENTRY = protocol.entry_out(0, 0, 0, 0, protocol.NO_ATTR)
+_PASSTHROUGH_OPEN_MASK = OpenFlag.NOFLUSH
+
+
+def _signed(v: int) -> int:
+    return v - (1 << 64) if v >= 1 << 63 else v
+
+
+class Dispatcher:
+    """Turns requests into Operations calls. One instance serves every worker thread of a session."""
+
+    def __init__(self, ops: Operations, registry: BackingRegistry, config: protocol.InitConfig) -> None:
+        self.ops = ops
+        self.registry = registry
+        self.config = config
+        self.negotiated: protocol.Negotiated | None = None
+        self.init_done = threading.Event()
+        self._files: dict[int, OpenFile] = {}
+        self._next_fh = itertools.count(1).__next__
+        self._ops_fsync_overridden = type(ops).fsync is not Operations.fsync
+        self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
+        for opcode in Opcode:
+            handler = getattr(self, "_" + opcode.name.lower(), None)
+            if handler is not None:
+                self.table[opcode] = handler
+        self.table[Opcode.RENAME2] = self._rename
+        self.table[Opcode.READDIRPLUS] = self._readdirplus
+        self.table[Opcode.COPY_FILE_RANGE_64] = self._copy_file_range
+
+    # ---- helpers
+    @staticmethod
+    def _ctx(req: Request) -> RequestContext:
+        return RequestContext(req.uid, req.gid, req.pid, req.unique)
+
+    def _file(self, fh: int) -> OpenFile:
+        record = self._files.get(fh)
+        if record is None:
+            raise FUSEError(errno.EBADF)
+        return record
+
+    def _user_fh(self, fh: int) -> int | None:
+        record = self._files.get(fh)
+        return None if record is None else record.fh
+
+    def open_files(self) -> int:
+        return len(self._files)
+
+    # ---- lifecycle
+    def _init(self, req: Request) -> bytes:
+        neg, payload = protocol.negotiate(req.arg, self.config)
+        self.negotiated = neg
+        self.registry.enabled = neg.passthrough
+        if not neg.passthrough:
+            self.registry.disabled_reason = (
+                "the kernel did not offer passthrough"
+                if not req.arg.flags & InitFlag.PASSTHROUGH
+                else "passthrough was not requested"
+            )
+        self.ops.connection = neg
+        self.ops.init()
+        self.init_done.set()
+        return payload
+
+    def _destroy(self, req: Request) -> None:
+        self.ops.destroy()
+
+    # ---- names and attributes
+    def _lookup(self, req: Request) -> bytes:
+        return entry_bytes(self.ops.lookup(req.nodeid, req.arg.name, self._ctx(req)))
+
+    def _forget(self, req: Request) -> object:
+        self.ops.forget([(req.nodeid, req.arg.nlookup)])
+        return NO_REPLY
+
+    def _batch_forget(self, req: Request) -> object:
+        self.ops.forget(req.arg.items)
+        return NO_REPLY
+
+    def _getattr(self, req: Request) -> bytes:
+        fh = self._user_fh(req.arg.fh) if req.arg.flags & abi.GETATTR_FH else None
+        a = self.ops.getattr(req.nodeid, fh, self._ctx(req))
+        return protocol.attr_out(a.attr_timeout, attr_fields(a))
+
+    def _setattr(self, req: Request) -> bytes:
+        s = req.arg
+        v = s.valid
+        new = EntryAttributes(st_ino=req.nodeid, st_mode=s.mode, st_uid=s.uid, st_gid=s.gid, st_size=s.size)
+        if v & SetattrValid.ATIME_NOW:
+            new.st_atime_ns = NOW
+        elif v & SetattrValid.ATIME:
+            new.st_atime_ns = _signed(s.atime) * 1_000_000_000 + s.atimensec
+        if v & SetattrValid.MTIME_NOW:
+            new.st_mtime_ns = NOW
+        elif v & SetattrValid.MTIME:
+            new.st_mtime_ns = _signed(s.mtime) * 1_000_000_000 + s.mtimensec
+        if v & SetattrValid.CTIME:
+            new.st_ctime_ns = _signed(s.ctime) * 1_000_000_000 + s.ctimensec
+        fields = SetattrFields(
+            bool(v & SetattrValid.MODE),
+            bool(v & SetattrValid.UID),
+            bool(v & SetattrValid.GID),
+            bool(v & SetattrValid.SIZE),
+            bool(v & (SetattrValid.ATIME | SetattrValid.ATIME_NOW)),
+            bool(v & (SetattrValid.MTIME | SetattrValid.MTIME_NOW)),
+            bool(v & SetattrValid.CTIME),
+            bool(v & SetattrValid.KILL_SUIDGID),
+        )
+        fh = self._user_fh(s.fh) if v & SetattrValid.FH else None
+        a = self.ops.setattr(req.nodeid, new, fields, fh, self._ctx(req))
+        return protocol.attr_out(a.attr_timeout, attr_fields(a))
+
+    def _readlink(self, req: Request) -> bytes:
+        return self.ops.readlink(req.nodeid, self._ctx(req))
+
+    def _symlink(self, req: Request) -> bytes:
+        return entry_bytes(self.ops.symlink(req.nodeid, req.arg.name, req.arg.target, self._ctx(req)))
+
+    def _mknod(self, req: Request) -> bytes:
+        a = req.arg
+        return entry_bytes(self.ops.mknod(req.nodeid, a.name, a.mode, a.rdev, self._ctx(req)))
+
+    def _mkdir(self, req: Request) -> bytes:
+        return entry_bytes(self.ops.mkdir(req.nodeid, req.arg.name, req.arg.mode | stat.S_IFDIR, self._ctx(req)))
+
+    def _unlink(self, req: Request) -> None:
+        self.ops.unlink(req.nodeid, req.arg.name, self._ctx(req))
+
+    def _rmdir(self, req: Request) -> None:
+        self.ops.rmdir(req.nodeid, req.arg.name, self._ctx(req))
+
+    def _rename(self, req: Request) -> None:
+        a = req.arg
+        self.ops.rename(req.nodeid, a.old, a.newdir, a.new, a.flags, self._ctx(req))
+
+    def _link(self, req: Request) -> bytes:
+        return entry_bytes(self.ops.link(req.arg.oldnodeid, req.nodeid, req.arg.newname, self._ctx(req)))
+
+    # ---- open files
+    def _open_reply(self, nodeid: int, fi: FileInfo) -> bytes:
+        fd = fi.passthrough_fd
+        backing_id = self.registry.acquire(nodeid, fd)
+        if backing_id:
+            flags = OpenFlag.PASSTHROUGH | (OpenFlag.NOFLUSH if fi.noflush else 0)
+        else:
+            flags = (
+                (OpenFlag.DIRECT_IO if fi.direct_io else 0)
+                | (OpenFlag.KEEP_CACHE if fi.keep_cache else 0)
+                | (OpenFlag.NONSEEKABLE if fi.nonseekable else 0)
+                | (OpenFlag.NOFLUSH if fi.noflush else 0)
+            )
+        kfh = self._next_fh()
+        self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
+        return protocol.open_out(kfh, flags, backing_id)
+
+    def _open(self, req: Request) -> bytes:
+        fi = self.ops.open(req.nodeid, req.arg.flags, self._ctx(req))
+        try:
+            return self._open_reply(req.nodeid, fi)
+        except BaseException:
+            self.ops.release(fi.fh)
+            raise
+
+    def _create(self, req: Request) -> bytes:
+        a = req.arg
+        fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
+        return entry_bytes(attrs) + self._open_reply(attrs.st_ino, fi)
+
+    def _tmpfile(self, req: Request) -> bytes:
+        a = req.arg
+        fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
+        return entry_bytes(attrs) + self._open_reply(attrs.st_ino, fi)
+
+    def _read(self, req: Request) -> list:
+        a = req.arg
+        record = self._file(a.fh)
+        if record.fd >= 0:
+            return [os.pread(record.fd, a.size, a.offset)]
+        return [self.ops.read(record.fh, a.offset, a.size)]
+
+    def _write(self, req: Request) -> bytes:
+        a = req.arg
+        record = self._file(a.fh)
+        if record.fd >= 0:
+            return protocol.write_out(os.pwrite(record.fd, a.data, a.offset))
+        return protocol.write_out(self.ops.write(record.fh, a.offset, a.data))
+
+    def _flush(self, req: Request) -> None:
+        self.ops.flush(self._file(req.arg.fh).fh)
+
+    def _release(self, req: Request) -> None:
+        record = self._files.pop(req.arg.fh, None)
+        if record is None:
+            return
+        try:
+            self.ops.release(record.fh)
+        finally:
+            self.registry.release(record.nodeid)
+
+    def _fsync(self, req: Request) -> None:
+        record = self._file(req.arg.fh)
+        datasync = bool(req.arg.fsync_flags & abi.FSYNC_FDATASYNC)
+        if record.fd >= 0:
+            (os.fdatasync if datasync else os.fsync)(record.fd)
+            if not self._ops_fsync_overridden:
+                return
+        self.ops.fsync(record.fh, datasync)
+
+    def _fallocate(self, req: Request) -> None:
+        a = req.arg
+        self.ops.fallocate(self._file(a.fh).fh, a.mode, a.offset, a.length)
+
+    def _lseek(self, req: Request) -> bytes:
+        a = req.arg
+        return protocol.lseek_out(self.ops.lseek(self._file(a.fh).fh, a.offset, a.whence))
+
+    def _copy_file_range(self, req: Request) -> bytes:
+        a = req.arg
+        src, dst = self._file(a.fh_in), self._file(a.fh_out)
+        if src.fd >= 0 and dst.fd >= 0:
+            copied = os.copy_file_range(src.fd, dst.fd, a.length, a.off_in, a.off_out)
+        else:
+            copied = self.ops.copy_file_range(src.fh, a.off_in, dst.fh, a.off_out, a.length, a.flags)
+        return protocol.copy_file_range_out(req.opcode, copied)
+
+    # ---- directories
+    def _opendir(self, req: Request) -> bytes:
+        return protocol.open_out(self.ops.opendir(req.nodeid, self._ctx(req)), 0)
+
+    def _readdir(self, req: Request) -> bytearray:
+        a = req.arg
+        out = bytearray()
+        limit = a.size
+        pack = protocol.pack_dirent
+        for entry in self.ops.readdir(a.fh, a.offset, self._ctx(req)):
+            name = entry.name
+            if len(out) + ((abi.DIRENT_SIZE + len(name) + 7) & ~7) > limit:
+                break
+            pack(out, entry.ino, entry.next_offset, entry.type, name)
+        return out
+
+    def _readdirplus(self, req: Request) -> bytearray:
+        a = req.arg
+        out = bytearray()
+        limit = a.size
+        ctx = self._ctx(req)
+        lookup = self.ops.lookup
+        for entry in self.ops.readdir(a.fh, a.offset, ctx):
+            name = entry.name
+            if len(out) + ((abi.DIRENTPLUS_SIZE + len(name) + 7) & ~7) > limit:
+                break
+            if name == b"." or name == b"..":
+                protocol.pack_direntplus(out, _DOT_ENTRY, entry.ino, entry.next_offset, entry.type, name)
+                continue
+            try:
+                attrs = lookup(req.nodeid, name, ctx)
+            except (FUSEError, OSError) as e:
+                if e.errno == errno.ENOENT:
+                    continue  # vanished since it was listed
+                raise
+            if attrs.st_ino == 0:
+                continue
+            ino = attrs.st_ino if attrs.shown_ino is None else attrs.shown_ino
+            protocol.pack_direntplus(
+                out, entry_bytes(attrs), ino, entry.next_offset, dtype_of(attrs.st_mode), name
+            )
+        return out
+
+    def _releasedir(self, req: Request) -> None:
+        self.ops.releasedir(req.arg.fh)
+
+    def _fsyncdir(self, req: Request) -> None:
+        self.ops.fsyncdir(req.arg.fh, bool(req.arg.fsync_flags & abi.FSYNC_FDATASYNC))
+
+    # ---- the rest
+    def _statfs(self, req: Request) -> bytes:
+        s = self.ops.statfs(self._ctx(req))
+        return protocol.statfs_out(
+            s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_bsize, s.f_namemax, s.f_frsize
+        )
+
+    def _access(self, req: Request) -> None:
+        self.ops.access(req.nodeid, req.arg.mask, self._ctx(req))
+
+    def _setxattr(self, req: Request) -> None:
+        a = req.arg
+        self.ops.setxattr(req.nodeid, a.name, a.value, a.flags, self._ctx(req))
+
+    def _getxattr(self, req: Request) -> bytes:
+        value = self.ops.getxattr(req.nodeid, req.arg.name, self._ctx(req))
+        return _sized(value, req.arg.size)
+
+    def _listxattr(self, req: Request) -> bytes:
+        names = self.ops.listxattr(req.nodeid, self._ctx(req))
+        return _sized(b"".join(n + b"\0" for n in names), req.arg.size)
+
+    def _removexattr(self, req: Request) -> None:
+        self.ops.removexattr(req.nodeid, req.arg.name, self._ctx(req))
+
+    def _statx(self, req: Request) -> bytes:
+        a = req.arg
+        fh = self._user_fh(a.fh) if a.getattr_flags & abi.GETATTR_FH else None
+        ctx = self._ctx(req)
+        try:
+            data, timeout = self.ops.statx(req.nodeid, fh, a.sx_mask, a.sx_flags, ctx)
+        except FUSEError as e:
+            if e.errno != errno.ENOSYS:
+                raise
+            attrs = self.ops.getattr(req.nodeid, fh, ctx)
+            data, timeout = statx_from_attributes(attrs), attrs.attr_timeout
+        return protocol.statx_out(timeout, data)
+
+    def _interrupt(self, req: Request) -> object:
+        # Handlers run to completion and reply; a blocked request is not worth cancelling in a mirror.
+        return NO_REPLY
+
+
+def _sized(value: bytes, size: int) -> bytes:
+    """The getxattr/listxattr convention: size 0 asks for the length, a short buffer gets ERANGE."""
+    if size == 0:
+        return protocol.xattr_size_out(len(value))
+    if len(value) > size:
+        raise FUSEError(errno.ERANGE)
+    return value

@@ -1,0 +1,359 @@
+"""The public, inode-based filesystem API.
+
+A filesystem subclasses :class:`Operations` and overrides what it supports; every method it leaves alone answers
+ENOSYS. Handlers raise :class:`FUSEError` (or any ``OSError``) to reply with an errno. Inode numbers are the FUSE
+node ids: the root is :data:`ROOT_INODE`; every other id is one a handler returned in an :class:`EntryAttributes`.
+
+Passthrough is one argument: return ``FileInfo(fh, passthrough_fd=fd)`` from :meth:`Operations.open` or
+:meth:`Operations.create`, and the kernel serves that file's data straight from ``fd``'s file. Where the kernel
+cannot (no privileges, stacking depth, old kernel), the library serves READ and WRITE from ``fd`` itself.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+import stat as _stat
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Sequence
+
+from .abi import ROOT_ID
+
+ROOT_INODE = ROOT_ID
+
+__all__ = [
+    "ROOT_INODE",
+    "FUSEError",
+    "EntryAttributes",
+    "SetattrFields",
+    "FileInfo",
+    "DirEntry",
+    "StatvfsData",
+    "RequestContext",
+    "Operations",
+]
+
+
+class FUSEError(Exception):
+    """Raise from a handler to answer the request with ``errno``."""
+
+    def __init__(self, errno: int, message: str | None = None) -> None:
+        super().__init__(errno, message or os.strerror(errno))
+        self.errno = errno
+
+    def __str__(self) -> str:
+        return f"[Errno {self.errno}] {os.strerror(self.errno)}"
+
+
+class EntryAttributes:
+    """Attributes of an inode, and how long the kernel may cache them and the name that led to it.
+
+    ``st_ino`` is the inode (node id) the kernel will use in later requests. ``shown_ino`` is the inode number
+    programs see in ``stat`` and ``readdir``; it defaults to ``st_ino``. A mirror sets it to the source's number.
+    """
+
+    __slots__ = (
+        "st_ino",
+        "shown_ino",
+        "generation",
+        "entry_timeout",
+        "attr_timeout",
+        "st_mode",
+        "st_nlink",
+        "st_uid",
+        "st_gid",
+        "st_rdev",
+        "st_size",
+        "st_blksize",
+        "st_blocks",
+        "st_atime_ns",
+        "st_mtime_ns",
+        "st_ctime_ns",
+    )
+
+    def __init__(
+        self,
+        st_ino: int = 0,
+        st_mode: int = 0,
+        st_nlink: int = 1,
+        st_uid: int = 0,
+        st_gid: int = 0,
+        st_rdev: int = 0,
+        st_size: int = 0,
+        st_blksize: int = 4096,
+        st_blocks: int = 0,
+        st_atime_ns: int = 0,
+        st_mtime_ns: int = 0,
+        st_ctime_ns: int = 0,
+        generation: int = 0,
+        entry_timeout: float = 1.0,
+        attr_timeout: float = 1.0,
+        shown_ino: int | None = None,
+    ) -> None:
+        self.st_ino = st_ino
+        self.shown_ino = shown_ino
+        self.generation = generation
+        self.entry_timeout = entry_timeout
+        self.attr_timeout = attr_timeout
+        self.st_mode = st_mode
+        self.st_nlink = st_nlink
+        self.st_uid = st_uid
+        self.st_gid = st_gid
+        self.st_rdev = st_rdev
+        self.st_size = st_size
+        self.st_blksize = st_blksize
+        self.st_blocks = st_blocks
+        self.st_atime_ns = st_atime_ns
+        self.st_mtime_ns = st_mtime_ns
+        self.st_ctime_ns = st_ctime_ns
+
+    @classmethod
+    def from_stat(
+        cls, inode: int, st: os.stat_result, entry_timeout: float = 1.0, attr_timeout: float = 1.0
+    ) -> "EntryAttributes":
+        """Attributes of ``st`` served under node id ``inode``, showing ``st.st_ino`` to programs."""
+        self = cls.__new__(cls)
+        self.st_ino = inode
+        self.shown_ino = st.st_ino
+        self.generation = 0
+        self.entry_timeout = entry_timeout
+        self.attr_timeout = attr_timeout
+        self.st_mode = st.st_mode
+        self.st_nlink = st.st_nlink
+        self.st_uid = st.st_uid
+        self.st_gid = st.st_gid
+        self.st_rdev = st.st_rdev
+        self.st_size = st.st_size
+        self.st_blksize = st.st_blksize
+        self.st_blocks = st.st_blocks
+        self.st_atime_ns = st.st_atime_ns
+        self.st_mtime_ns = st.st_mtime_ns
+        self.st_ctime_ns = st.st_ctime_ns
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"EntryAttributes(st_ino={self.st_ino}, st_mode={oct(self.st_mode)}, st_size={self.st_size}, "
+            f"st_nlink={self.st_nlink}, st_uid={self.st_uid}, st_gid={self.st_gid})"
+        )
+
+
+class SetattrFields(NamedTuple):
+    """Which attributes a setattr changes. A time equal to ``NOW`` means "the current time"."""
+
+    update_mode: bool
+    update_uid: bool
+    update_gid: bool
+    update_size: bool
+    update_atime: bool
+    update_mtime: bool
+    update_ctime: bool
+    kill_suidgid: bool
+
+
+#: Value of ``st_atime_ns``/``st_mtime_ns`` in a setattr that asks for the current time.
+NOW = -(1 << 63)
+
+
+@dataclass
+class FileInfo:
+    """The answer to open/create: a file handle and how the kernel should treat the open file.
+
+    ``passthrough_fd``: an fd of the file that backs this open. The kernel then does the data I/O on it itself
+    (FUSE passthrough), or, where passthrough is unavailable, the library serves READ/WRITE from it. The handler
+    keeps ownership: the fd must stay open until :meth:`Operations.release` of ``fh``.
+    """
+
+    fh: int = 0
+    passthrough_fd: int | None = None
+    direct_io: bool = False
+    keep_cache: bool = False
+    nonseekable: bool = False
+    noflush: bool = False
+
+
+class DirEntry(NamedTuple):
+    """One directory entry: its name, the inode number programs see, its DT_* type and the cookie of the next one."""
+
+    name: bytes
+    ino: int
+    type: int
+    next_offset: int
+
+
+class StatvfsData(NamedTuple):
+    f_bsize: int
+    f_frsize: int
+    f_blocks: int
+    f_bfree: int
+    f_bavail: int
+    f_files: int
+    f_ffree: int
+    f_namemax: int
+
+
+class RequestContext:
+    """Who is asking: the caller's uid, gid and pid (a thread id) as the kernel reported them."""
+
+    __slots__ = ("uid", "gid", "pid", "unique")
+
+    def __init__(self, uid: int, gid: int, pid: int, unique: int = 0) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.pid = pid
+        self.unique = unique
+
+    def __repr__(self) -> str:
+        return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"
+
+
+DT_UNKNOWN = 0
+
+
+def dtype_of(mode: int) -> int:
+    """The DT_* value of a st_mode."""
+    return _stat.S_IFMT(mode) >> 12
+
+
+def _nosys() -> FUSEError:
+    return FUSEError(_errno.ENOSYS)
+
+
+class Operations:
+    """Base class of a filesystem. Override the methods you support; the others answer ENOSYS.
+
+    Handlers run on the session's worker threads, possibly several at once: protect shared state.
+    """
+
+    #: Set by the session once INIT is done: the negotiated connection (see :class:`shuntfs.protocol.Negotiated`).
+    connection = None
+
+    def init(self) -> None:
+        """Called once INIT is negotiated, before any other request."""
+
+    def destroy(self) -> None:
+        """Called when the session ends."""
+
+    def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
+        """Look ``name`` up in directory ``parent``; adds one to the inode's lookup count."""
+        raise FUSEError(_errno.ENOENT)
+
+    def forget(self, inodes: Sequence[tuple[int, int]]) -> None:
+        """The kernel dropped ``nlookup`` references to each ``(inode, nlookup)``."""
+
+    def getattr(self, inode: int, fh: int | None, ctx: RequestContext) -> EntryAttributes:
+        raise _nosys()
+
+    def setattr(
+        self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
+    ) -> EntryAttributes:
+        raise _nosys()
+
+    def readlink(self, inode: int, ctx: RequestContext) -> bytes:
+        raise _nosys()
+
+    def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
+        raise _nosys()
+
+    def mkdir(self, parent: int, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
+        raise _nosys()
+
+    def symlink(self, parent: int, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
+        raise _nosys()
+
+    def unlink(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+        raise _nosys()
+
+    def rmdir(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+        raise _nosys()
+
+    def rename(
+        self, parent_old: int, name_old: bytes, parent_new: int, name_new: bytes, flags: int, ctx: RequestContext
+    ) -> None:
+        """Rename; ``flags`` are renameat2's (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, RENAME_WHITEOUT 4)."""
+        raise _nosys()
+
+    def link(self, inode: int, new_parent: int, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
+        raise _nosys()
+
+    def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
+        raise _nosys()
+
+    def create(
+        self, parent: int, name: bytes, mode: int, flags: int, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
+        raise _nosys()
+
+    def tmpfile(self, parent: int, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
+        raise _nosys()
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        """Data of an open file. Not called for opens answered with a ``passthrough_fd``."""
+        raise _nosys()
+
+    def write(self, fh: int, offset: int, data: memoryview) -> int:
+        """Write ``data`` (valid only during the call); return the count written. Not called for passthrough opens."""
+        raise _nosys()
+
+    def flush(self, fh: int) -> None:
+        pass
+
+    def release(self, fh: int) -> None:
+        pass
+
+    def fsync(self, fh: int, datasync: bool) -> None:
+        raise _nosys()
+
+    def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        raise _nosys()
+
+    def lseek(self, fh: int, offset: int, whence: int) -> int:
+        """SEEK_DATA/SEEK_HOLE (the kernel answers the other whences itself)."""
+        raise _nosys()
+
+    def copy_file_range(
+        self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int, flags: int
+    ) -> int:
+        raise _nosys()
+
+    def opendir(self, inode: int, ctx: RequestContext) -> int:
+        """Open a directory; returns a handle for readdir/releasedir."""
+        return 0
+
+    def readdir(self, fh: int, offset: int, ctx: RequestContext) -> Iterable[DirEntry]:
+        """Entries from cookie ``offset`` on (0 is the start). Each names the cookie of the entry after it.
+
+        The library stops iterating when the kernel's buffer is full and asks again from the last cookie sent.
+        For READDIRPLUS, it calls :meth:`lookup` for each entry it sends (except ``.`` and ``..``).
+        """
+        raise _nosys()
+
+    def releasedir(self, fh: int) -> None:
+        pass
+
+    def fsyncdir(self, fh: int, datasync: bool) -> None:
+        pass
+
+    def statfs(self, ctx: RequestContext) -> StatvfsData:
+        return StatvfsData(4096, 4096, 0, 0, 0, 0, 0, 255)
+
+    def access(self, inode: int, mode: int, ctx: RequestContext) -> None:
+        """Raise EACCES if ``ctx`` may not access ``inode`` with ``mode``. Not sent with default_permissions."""
+
+    def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
+        raise _nosys()
+
+    def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
+        raise _nosys()
+
+    def listxattr(self, inode: int, ctx: RequestContext) -> Sequence[bytes]:
+        raise _nosys()
+
+    def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
+        raise _nosys()
+
+    def statx(
+        self, inode: int, fh: int | None, mask: int, flags: int, ctx: RequestContext
+    ) -> tuple[bytes, float]:
+        """A 256-byte ``struct statx`` and its attribute timeout. Left alone, one is built from :meth:`getattr`."""
+        raise _nosys()

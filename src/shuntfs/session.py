@@ -1,0 +1,327 @@
+"""A FUSE session: owns the /dev/fuse connection, the worker threads and the request loop.
+
+Each worker reads requests from its own (cloned) /dev/fuse fd into a buffer it reuses, dispatches them and writes
+the reply; the kernel spreads requests over the fds. Counters of requests served are kept per worker and per
+opcode (no lock on the hot path) and summed on demand: they are how we prove that passthrough data never came here.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from . import abi, protocol
+from .abi import InitFlag, Opcode
+from .backing import BackingRegistry
+from .dispatch import NO_REPLY, Dispatcher
+from .mount import MountOptions, find_mount, mount, start_watchdog, unmount
+from .operations import FUSEError, Operations
+
+log = logging.getLogger("shuntfs")
+trace = logging.getLogger("shuntfs.trace")
+
+_END_ERRNOS = (errno.ENODEV, errno.ECONNABORTED, errno.EBADF)
+_RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.ENOENT)
+_UNSUPPORTED_ERRNO = errno.ENOSYS
+
+#: What every session asks for at INIT; cache-related flags come from the options.
+BASE_FLAGS = (
+    InitFlag.ASYNC_READ
+    | InitFlag.ATOMIC_O_TRUNC
+    | InitFlag.BIG_WRITES
+    | InitFlag.DO_READDIRPLUS
+    | InitFlag.READDIRPLUS_AUTO
+    | InitFlag.ASYNC_DIO
+    | InitFlag.PARALLEL_DIROPS
+    | InitFlag.MAX_PAGES
+    | InitFlag.HAS_EXPIRE_ONLY
+    | InitFlag.INIT_EXT
+)
+
+
+class Session:
+    """Serve ``ops`` at ``mountpoint``.
+
+    ``mount()`` makes the mount, ``start()`` runs the workers, ``wait()`` returns when the filesystem is unmounted;
+    ``serve()`` does all three.
+    """
+
+    def __init__(
+        self,
+        ops: Operations,
+        mountpoint: str,
+        options: MountOptions | None = None,
+        *,
+        passthrough: bool = True,
+        max_stack_depth: int = 1,
+        threads: int = 2,
+        max_write: int = 1 << 20,
+        cache_symlinks: bool = True,
+        auto_inval_data: bool = True,
+        auto_unmount: bool = True,
+    ) -> None:
+        self.ops = ops
+        self.mountpoint = os.path.realpath(mountpoint)
+        self.options = options or MountOptions()
+        self.passthrough_requested = passthrough
+        self.threads = max(1, threads)
+        self.auto_unmount = auto_unmount
+        want = BASE_FLAGS
+        if cache_symlinks:
+            want |= InitFlag.CACHE_SYMLINKS
+        if auto_inval_data:
+            want |= InitFlag.AUTO_INVAL_DATA
+        if passthrough:
+            want |= InitFlag.PASSTHROUGH
+        self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
+        self.fd = -1
+        self.dev = 0
+        self.registry: BackingRegistry | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._workers: list[threading.Thread] = []
+        self._worker_fds: list[int] = []
+        self._counts: list[list[int]] = []
+        self._watchdog_fd = -1
+        self._unmounting = False
+        self.started_at = time.time()
+        self.debug = trace.isEnabledFor(logging.DEBUG)
+
+    # ---- lifecycle
+    def mount(self) -> None:
+        self.fd = mount(self.mountpoint, self.options)
+        entry = find_mount(self.mountpoint)
+        self.dev = entry.dev if entry else 0
+        self.registry = BackingRegistry(self.fd, enabled=False)
+        self.dispatcher = Dispatcher(self.ops, self.registry, self.config)
+        if self.auto_unmount:
+            self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
+
+    def start(self) -> None:
+        """Start the workers: the first one reads INIT; the others get cloned fds."""
+        fds = [self.fd]
+        for _ in range(self.threads - 1):
+            fds.append(self._clone_fd())
+        self._worker_fds = fds
+        for index, fd in enumerate(fds):
+            counts = [0] * (abi.MAX_OPCODE + 1)
+            self._counts.append(counts)
+            t = threading.Thread(target=self._run_worker, args=(fd, counts), name=f"shuntfs-{index}", daemon=True)
+            self._workers.append(t)
+            t.start()
+
+    def wait_init(self, timeout: float = 10.0) -> bool:
+        return self.dispatcher is not None and self.dispatcher.init_done.wait(timeout)
+
+    def wait(self) -> None:
+        """Block until every worker has seen the end of the connection."""
+        for t in self._workers:
+            while t.is_alive():
+                t.join(0.5)
+        self.close()
+
+    def serve(self) -> None:
+        self.mount()
+        self.start()
+        self.wait()
+
+    def unmount(self) -> None:
+        """Unmount (lazily if busy); the workers then see ENODEV and wait() returns."""
+        if self._unmounting:
+            return
+        self._unmounting = True
+        entry = find_mount(self.mountpoint)
+        if entry is None or entry.dev != self.dev:
+            return
+        try:
+            unmount(self.mountpoint)
+        except OSError:
+            try:
+                unmount(self.mountpoint, lazy=True)
+            except OSError as e:
+                log.error("unmount %s: %s", self.mountpoint, e)
+
+    def close(self) -> None:
+        if self.registry is not None:
+            self.registry.close_all()
+        for fd in self._worker_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._worker_fds = []
+        if self._watchdog_fd >= 0:
+            os.close(self._watchdog_fd)
+            self._watchdog_fd = -1
+        if self.dispatcher is not None and self.dispatcher.init_done.is_set():
+            try:
+                self.ops.destroy()
+            except Exception:
+                log.exception("destroy")
+
+    def _clone_fd(self) -> int:
+        fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, abi.FUSE_DEV_IOC_CLONE, abi.BACKING_ID.pack(self.fd))
+        except OSError:
+            os.close(fd)
+            raise
+        return fd
+
+    # ---- introspection
+    def request_counts(self) -> dict[str, int]:
+        total = [0] * (abi.MAX_OPCODE + 1)
+        for counts in self._counts:
+            for i, n in enumerate(counts):
+                total[i] += n
+        return {abi.OPCODE_NAMES.get(i, f"OPCODE_{i}"): n for i, n in enumerate(total) if n}
+
+    def stats(self) -> dict[str, Any]:
+        neg = self.dispatcher.negotiated if self.dispatcher else None
+        registry = self.registry
+        return {
+            "mountpoint": self.mountpoint,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started_at, 3),
+            "passthrough": bool(registry and registry.enabled),
+            "passthrough_requested": self.passthrough_requested,
+            "passthrough_unavailable_reason": None if registry is None or registry.enabled else registry.disabled_reason,
+            "fallback_opens": registry.fallback_opens if registry else 0,
+            "protocol": f"{neg.kernel_major}.{neg.minor}" if neg else None,
+            "kernel_protocol": f"{neg.kernel_major}.{neg.kernel_minor}" if neg else None,
+            "capabilities": abi.init_flag_names(neg.flags) if neg else [],
+            "max_write": neg.max_write if neg else None,
+            "max_stack_depth": neg.max_stack_depth if neg else None,
+            "threads": self.threads,
+            "requests": self.request_counts(),
+            "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
+            "backing_files": registry.snapshot() if registry else [],
+        }
+
+    # ---- the loop
+    def _run_worker(self, fd: int, counts: list[int]) -> None:
+        try:
+            self._loop(fd, counts)
+        except Exception:
+            log.exception("worker failed; unmounting")
+            self.unmount()
+
+    def _loop(self, fd: int, counts: list[int]) -> None:
+        assert self.dispatcher is not None
+        bufsize = max(abi.MIN_READ_BUFFER, self.config.max_write + abi.READ_BUFFER_OVERHEAD + 4096)
+        buf = bytearray(bufsize)
+        view = memoryview(buf)
+        table = self.dispatcher.table
+        ntable = len(table)
+        readv, write, writev = os.readv, os.write, os.writev
+        decode = protocol.decode
+        debug = self.debug
+        while True:
+            try:
+                n = readv(fd, [buf])
+            except OSError as e:
+                if e.errno in _RETRY_ERRNOS:
+                    continue
+                if e.errno in _END_ERRNOS:
+                    return
+                raise
+            started = time.perf_counter() if debug else 0.0
+            try:
+                req = decode(view[:n])
+            except protocol.ProtocolError as e:
+                self._answer_malformed(fd, view[:n], e)
+                continue
+            opcode = req.opcode
+            counts[opcode if opcode < ntable else 0] += 1
+            handler = table[opcode] if opcode < ntable else None
+            error = 0
+            try:
+                if handler is None:
+                    if opcode in protocol.NO_REPLY:
+                        continue
+                    raise FUSEError(_UNSUPPORTED_ERRNO)
+                payload = handler(req)
+            except FUSEError as e:
+                error = e.errno
+            except OSError as e:
+                error = e.errno or errno.EIO
+            except Exception:
+                log.exception("handler for %r failed", req)
+                error = errno.EIO
+            if error:
+                reply: Any = protocol.reply_error(req.unique, error)
+            elif payload is NO_REPLY:
+                if debug:
+                    self._trace(req, 0, started)
+                continue
+            elif payload is None:
+                reply = protocol.reply_empty(req.unique)
+            elif type(payload) is list:
+                reply = payload
+                reply.insert(0, protocol.reply_header(req.unique, sum(map(len, payload))))
+            else:
+                reply = protocol.reply_bytes(req.unique, payload)
+            if debug:
+                self._trace(req, error, started)
+            try:
+                if type(reply) is list:
+                    writev(fd, reply)
+                else:
+                    write(fd, reply)
+            except OSError as e:
+                if e.errno == errno.ENOENT:
+                    continue  # the request was interrupted or the connection aborted: benign
+                if e.errno in _END_ERRNOS:
+                    return
+                log.error("reply to %r rejected: %s", req, e)
+            if opcode == Opcode.INIT:
+                self._after_init()
+
+    def _answer_malformed(self, fd: int, data: memoryview, e: Exception) -> None:
+        log.error("malformed request (%d bytes): %s", len(data), e)
+        head = protocol.peek_header(data)
+        if head is None or head[0] in protocol.NO_REPLY:
+            return
+        try:
+            os.write(fd, protocol.reply_error(head[1], errno.EIO))
+        except OSError:
+            pass
+
+    def _after_init(self) -> None:
+        neg = self.dispatcher.negotiated if self.dispatcher else None
+        if neg is None:
+            return
+        for problem in neg.errors:
+            log.error("INIT: %s", problem)
+        log.info(
+            "connected: protocol 7.%d (kernel 7.%d), passthrough %s",
+            neg.minor,
+            neg.kernel_minor,
+            "on" if neg.passthrough else "off",
+        )
+
+    def _trace(self, req: protocol.Request, error: int, started: float) -> None:
+        took = (time.perf_counter() - started) * 1e6
+        result = "OK" if not error else f"{errno.errorcode.get(error, error)}"
+        trace.debug(
+            "unique=%d %s nodeid=%d uid=%d pid=%d %s -> %s (%.0f us)",
+            req.unique,
+            abi.OPCODE_NAMES.get(req.opcode, req.opcode),
+            req.nodeid,
+            req.uid,
+            req.pid,
+            _short(req.arg),
+            result,
+            took,
+        )
+
+
+def _short(arg: Any) -> str:
+    if isinstance(arg, protocol.Write):
+        return f"fh={arg.fh} offset={arg.offset} size={arg.size}"
+    text = repr(arg)
+    return text if len(text) < 160 else text[:157] + "..."
