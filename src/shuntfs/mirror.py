@@ -343,7 +343,8 @@ class Mirror(Operations):
 
     def _opened_new(self, fd: int, flags: int) -> tuple[FileInfo, EntryAttributes]:
         try:
-            attrs = self._remember(os.open(_proc(fd), O_PATH_FLAGS))
+            # Following the /proc magic link reaches the file itself; O_NOFOLLOW would give the link.
+            attrs = self._remember(os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC))
         except BaseException:
             os.close(fd)
             raise
@@ -424,6 +425,10 @@ class Mirror(Operations):
 
     def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
         os.removexattr(_proc(self.inodes.get(inode).fd), name)
+
+    def stats(self) -> dict:
+        return {"type": "mirror", "source": self.source, "cache": self.cache, "inodes": len(self.inodes),
+                "open_dirs": len(self._dirs)}
 
     def destroy(self) -> None:
         for handle in list(self._dirs.values()):

@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import signal
 import threading
 import time
 from typing import Any
@@ -125,8 +126,12 @@ class Session:
         self.close()
 
     def serve(self) -> None:
+        """Mount, serve until unmounted; SIGINT/SIGTERM unmount when called from the main thread."""
         self.mount()
         self.start()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: self.unmount())
         self.wait()
 
     def unmount(self) -> None:
@@ -200,6 +205,7 @@ class Session:
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
             "backing_files": registry.snapshot() if registry else [],
+            "filesystem": self.ops.stats() if hasattr(self.ops, "stats") else {},
         }
 
     # ---- the loop
