@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -60,7 +61,7 @@ class Mount:
     def start(self) -> "Mount":
         cmd = self.command()
         if self.user:
-            cmd = as_user(self.user, cmd)
+            cmd = as_user(self.user, user_python(self.source.parent) + cmd[len(SHUNTFS):])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"shuntfs failed: {done.stderr}"
         self.pid = self.stats()["pid"]
@@ -82,16 +83,44 @@ class Mount:
             assert wait_for(lambda: not _pid_alive(self.pid), 15), f"daemon {self.pid} did not exit"
 
 
-def as_user(user: str, cmd: list[str]) -> list[str]:
+def as_user(user: str, cmd: list[str], path: str | None = None) -> list[str]:
     """Run ``cmd`` as ``user`` with that user's primary group and no supplementary groups."""
     import pwd
 
     pw = pwd.getpwnam(user)
-    env_path = os.environ.get("PATH", "/usr/bin:/bin")
+    env_path = path or "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
     return [
         "setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
-        "env", f"PATH={env_path}", f"HOME=/", *cmd,
+        "env", f"PATH={env_path}", "HOME=/", *cmd,
     ]
+
+
+def _usable_by_nobody(python: str) -> bool:
+    probe = as_user(NOBODY, [python, "-c", "import ctypes, json"])
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def user_python(base: Path) -> list[str]:
+    """A command that runs shuntfs.cli as an unprivileged user: an interpreter that user can execute (the test
+    interpreter may live under a 0700 home) and a copy of the package in ``base``, which that user can read."""
+    import shuntfs
+
+    lib = base / "pylib"
+    if not (lib / "shuntfs").exists():
+        shutil.copytree(Path(shuntfs.__file__).parent, lib / "shuntfs",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        for root, dirs, files in os.walk(lib):
+            os.chmod(root, 0o755)
+            for f in files:
+                os.chmod(os.path.join(root, f), 0o644)
+    python = sys.executable if _usable_by_nobody(sys.executable) else "/usr/bin/python3"
+    return ["/usr/bin/env", f"PYTHONPATH={lib}", python, "-m", "shuntfs.cli"]
+
+
+def ctl_as(user: str, base: Path, mountpoint: Path) -> subprocess.CompletedProcess:
+    cmd = user_python(base)
+    cmd[-1] = "shuntfs.ctl"
+    return subprocess.run(as_user(user, cmd + ["stats", str(mountpoint)]), capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -113,12 +142,26 @@ def tree(workdir: Path):
     return src, mnt
 
 
+@pytest.fixture(scope="session")
+def dev_fuse_for_users():
+    """fusermount3 opens /dev/fuse as the calling user: give it the 0666 that udev gives it on a normal system
+    (minimal images leave devtmpfs's 0600), and put the old mode back after the run."""
+    old = stat.S_IMODE(os.stat("/dev/fuse").st_mode)
+    if old != 0o666:
+        os.chmod("/dev/fuse", 0o666)
+    yield
+    if old != 0o666:
+        os.chmod("/dev/fuse", old)
+
+
 @pytest.fixture
-def mount_factory(tree):
+def mount_factory(tree, request):
     mounts: list[Mount] = []
 
     def make(*options: str, user: str | None = None, source: Path | None = None, mountpoint: Path | None = None):
         src, mnt = tree
+        if user:
+            request.getfixturevalue("dev_fuse_for_users")
         m = Mount(source or src, mountpoint or mnt, list(options), user=user).start()
         mounts.append(m)
         return m
@@ -146,13 +189,3 @@ def pytest_sessionfinish(session, exitstatus):
         leftovers = [line.split()[4] for line in f if " fuse.shuntfs " in line and "/shuntfs-test-" in line]
     for path in leftovers:
         subprocess.run(["umount", "-l", path], check=False)
-
-
-def have_nobody() -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(NOBODY)
-    except KeyError:
-        return False
-    return shutil.which("setpriv") is not None
