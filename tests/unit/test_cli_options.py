@@ -1,0 +1,50 @@
+"""Option parsing of the `shuntfs` command, without mounting."""
+
+from __future__ import annotations
+
+import pytest
+
+from shuntfs.cli import UsageError, parse_args, split_options
+
+
+def test_defaults():
+    c = parse_args(["src", "mnt"])
+    assert (c.passthrough, c.cache, c.auto_unmount, c.allow_other, c.default_permissions) == (True, "auto", True, False, False)
+
+
+def test_o_options_and_long_flags_agree():
+    a = parse_args(["-o", "ro,allow_other,cache=none,passthrough=off,noauto_unmount,fsname=x", "s", "m"])
+    b = parse_args(["--ro", "--allow-other", "--cache", "none", "--no-passthrough", "--no-auto-unmount",
+                    "--fsname", "x", "s", "m"])
+    for c in (a, b):
+        assert c.read_only and c.allow_other and c.cache == "none" and not c.passthrough and not c.auto_unmount
+        assert c.fsname == "x"
+
+
+def test_allow_other_implies_default_permissions():
+    assert parse_args(["-o", "allow_other", "s", "m"]).default_permissions
+
+
+def test_fstab_noise_is_ignored_and_mount_words_kept():
+    c = parse_args(["-o", "defaults,_netdev,nofail,rw,noatime", "s", "m"])
+    assert c.mount_words == ["noatime"]
+
+
+def test_escaped_comma_in_fsname():
+    assert split_options(r"fsname=a\,b,ro") == ["fsname=a,b", "ro"]
+
+
+def test_debug_implies_foreground():
+    assert parse_args(["-d", "s", "m"]).foreground
+
+
+@pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
+                                 "max_stack_depth=3", "fsname"])
+def test_bad_options(bad):
+    with pytest.raises(UsageError):
+        parse_args(["-o", bad, "s", "m"])
+
+
+def test_missing_arguments():
+    with pytest.raises(UsageError):
+        parse_args(["only-one"])

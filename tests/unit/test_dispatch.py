@@ -1,0 +1,150 @@
+"""The dispatcher with a fake filesystem and no kernel: requests in, reply payloads out."""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+import pytest
+
+from shuntfs import abi, protocol
+from shuntfs.abi import Opcode
+from shuntfs.backing import BackingRegistry
+from shuntfs.dispatch import Dispatcher
+from shuntfs.operations import DirEntry, EntryAttributes, FileInfo, FUSEError, Operations
+
+
+class Fake(Operations):
+    def __init__(self, fd: int | None = None) -> None:
+        self.fd = fd
+        self.lookups: list[bytes] = []
+        self.released: list[int] = []
+
+    def lookup(self, parent, name, ctx):
+        if name == b"gone":
+            raise FUSEError(errno.ENOENT)
+        self.lookups.append(name)
+        return EntryAttributes(st_ino=100 + len(self.lookups), st_mode=0o100644, shown_ino=5000)
+
+    def open(self, inode, flags, ctx):
+        return FileInfo(fh=42, passthrough_fd=self.fd, keep_cache=True)
+
+    def release(self, fh):
+        self.released.append(fh)
+
+    def readdir(self, fh, offset, ctx):
+        names = [b".", b"..", b"a", b"gone", b"b"]
+        for i in range(offset, len(names)):
+            yield DirEntry(names[i], 1000 + i, 8, i + 1)
+
+    def getxattr(self, inode, name, ctx):
+        return b"value"
+
+
+def make(ops: Operations, passthrough: bool = False) -> Dispatcher:
+    d = Dispatcher(ops, BackingRegistry(-1, enabled=False), protocol.InitConfig(want=0))
+    d.registry.enabled = passthrough
+    return d
+
+
+def req(opcode, arg, nodeid=1):
+    return protocol.Request(opcode, 2, nodeid, 0, 0, 1, arg)
+
+
+def test_readdir_fits_the_buffer_and_resumes_from_cookies():
+    d = make(Fake())
+    first = d.table[Opcode.READDIR](req(Opcode.READDIR, protocol.Read(0, 0, 64, 0, 0, 0)))
+    assert len(first) == 64  # two 32-byte records fit, the third does not
+    _ino, next_off, _len, _type = struct.unpack_from("<QQII", first, 32)
+    rest = d.table[Opcode.READDIR](req(Opcode.READDIR, protocol.Read(0, next_off, 4096, 0, 0, 0)))
+    names = []
+    pos = 0
+    while pos < len(rest):
+        ino, off, namelen, _t = struct.unpack_from("<QQII", rest, pos)
+        names.append(bytes(rest[pos + 24 : pos + 24 + namelen]))
+        pos += (24 + namelen + 7) & ~7
+    assert names == [b"a", b"gone", b"b"]
+
+
+def test_readdirplus_looks_up_entries_it_sends_and_skips_vanished_ones():
+    ops = Fake()
+    d = make(ops)
+    out = d.table[Opcode.READDIRPLUS](req(Opcode.READDIRPLUS, protocol.Read(0, 0, 4096, 0, 0, 0)))
+    assert ops.lookups == [b"a", b"b"]  # not ".", "..", nor the vanished one
+    # "." carries nodeid 0 (no lookup counted); "a" carries the looked-up nodeid and the shown inode number
+    assert struct.unpack_from("<Q", out, 0)[0] == 0
+    second = (152 + 1 + 7) & ~7
+    third = second + ((152 + 2 + 7) & ~7)
+    assert struct.unpack_from("<Q", out, third)[0] == 101
+    assert struct.unpack_from("<Q", out, third + 128)[0] == 5000
+
+
+def test_readdirplus_does_not_look_up_what_does_not_fit():
+    ops = Fake()
+    d = make(ops)
+    d.table[Opcode.READDIRPLUS](req(Opcode.READDIRPLUS, protocol.Read(0, 0, 2 * 160 + 10, 0, 0, 0)))
+    assert ops.lookups == []
+
+
+def test_xattr_size_protocol():
+    d = make(Fake())
+    assert d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 0))) == struct.pack("<I4x", 5)
+    assert d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 100))) == b"value"
+    with pytest.raises(FUSEError) as e:
+        d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 2)))
+    assert e.value.errno == errno.ERANGE
+
+
+def test_unimplemented_operations_answer_enosys():
+    d = make(Fake())
+    with pytest.raises(FUSEError) as e:
+        d.table[Opcode.MKDIR](req(Opcode.MKDIR, protocol.Mkdir(0o755, 0, b"d")))
+    assert e.value.errno == errno.ENOSYS
+    assert d.table[Opcode.GETLK] is None and d.table[Opcode.IOCTL] is None
+
+
+def test_passthrough_fd_is_served_in_userspace_when_passthrough_is_off(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        ops = Fake(fd)
+        d = make(ops, passthrough=False)
+        out = d.table[Opcode.OPEN](req(Opcode.OPEN, protocol.Open(os.O_RDWR, 0), nodeid=9))
+        kfh, flags, backing = struct.unpack("<QIi", out)
+        assert backing == 0 and not flags & abi.OpenFlag.PASSTHROUGH
+        assert flags & abi.OpenFlag.KEEP_CACHE
+        data = d.table[Opcode.READ](req(Opcode.READ, protocol.Read(kfh, 2, 4, 0, 0, 0), nodeid=9))
+        assert b"".join(data) == b"2345"
+        view = memoryview(b"AB")
+        written = d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 0, 2, 0, 0, 0, view), nodeid=9))
+        assert written == protocol.write_out(2)
+        assert path.read_bytes() == b"AB23456789"
+        assert d.registry.fallback_opens == 1
+        d.table[Opcode.RELEASE](req(Opcode.RELEASE, protocol.Release(kfh, 0, 0, 0), nodeid=9))
+        assert ops.released == [42]
+        assert d.open_files() == 0
+    finally:
+        os.close(fd)
+
+
+def test_unknown_file_handle_is_ebadf():
+    d = make(Fake())
+    with pytest.raises(FUSEError) as e:
+        d.table[Opcode.READ](req(Opcode.READ, protocol.Read(999, 0, 10, 0, 0, 0)))
+    assert e.value.errno == errno.EBADF
+
+
+def test_statx_falls_back_to_getattr():
+    class WithAttr(Fake):
+        def getattr(self, inode, fh, ctx):
+            return EntryAttributes(st_ino=inode, st_mode=0o100600, st_size=123, shown_ino=77, attr_timeout=2)
+
+    d = make(WithAttr())
+    out = d.table[Opcode.STATX](req(Opcode.STATX, protocol.Statx(0, 0, 0, 0xFFF), nodeid=3))
+    assert len(out) == 32 + 256
+    mask, = struct.unpack_from("<I", out, 32)
+    ino, size = struct.unpack_from("<QQ", out, 32 + 32)
+    mode, = struct.unpack_from("<H", out, 32 + 28)
+    assert (mask, ino, size, mode) == (abi.STATX_BASIC_STATS, 77, 123, 0o100600)
