@@ -248,7 +248,7 @@ def setup_logging(config: Config) -> None:
         handler = logging.FileHandler(config.log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"shuntfs[%(process)d]: %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter("shuntfs[%(process)d]: %(levelname)s %(message)s"))
     root = logging.getLogger("shuntfs")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if (config.debug or config.foreground) else logging.WARNING)

@@ -233,23 +233,26 @@ class Dispatcher:
         self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
         return protocol.open_out(kfh, flags, backing_id)
 
-    def _open(self, req: Request) -> bytes:
-        fi = self.ops.open(req.nodeid, req.arg.flags, self._ctx(req))
+    def _opened(self, nodeid: int, fi: FileInfo, entry: bytes = b"") -> bytes:
+        """The reply to a successful open/create; a failure here still releases what the handler opened."""
         try:
-            return self._open_reply(req.nodeid, fi)
+            return entry + self._open_reply(nodeid, fi)
         except BaseException:
             self.ops.release(fi.fh)
             raise
 
+    def _open(self, req: Request) -> bytes:
+        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)))
+
     def _create(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
-        return entry_bytes(attrs) + self._open_reply(attrs.st_ino, fi)
+        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
 
     def _tmpfile(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
-        return entry_bytes(attrs) + self._open_reply(attrs.st_ino, fi)
+        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
 
     def _read(self, req: Request) -> list:
         a = req.arg

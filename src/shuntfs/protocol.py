@@ -727,17 +727,3 @@ def negotiate(init: Init, config: InitConfig) -> tuple[Negotiated, bytes]:
     )
     neg = Negotiated(init.major, init.minor, minor, init.flags, flags, max_write, readahead, max_pages, depth, errors)
     return neg, payload
-
-
-def reply_init(unique: int, payload: bytes) -> bytes:
-    return reply_bytes(unique, payload)
-
-
-def encode_reply(unique: int, payload: bytes | Sequence[bytes] | None) -> list[bytes] | bytes:
-    """Header + payload pieces, ready for one writev."""
-    if payload is None:
-        return reply_empty(unique)
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return reply_bytes(unique, payload)
-    total = sum(len(p) for p in payload)
-    return [reply_header(unique, total), *payload]

@@ -109,7 +109,7 @@ def user_python(base: Path) -> list[str]:
     if not (lib / "shuntfs").exists():
         shutil.copytree(Path(shuntfs.__file__).parent, lib / "shuntfs",
                         ignore=shutil.ignore_patterns("__pycache__"))
-        for root, dirs, files in os.walk(lib):
+        for root, _dirs, files in os.walk(lib):
             os.chmod(root, 0o755)
             for f in files:
                 os.chmod(os.path.join(root, f), 0o644)
