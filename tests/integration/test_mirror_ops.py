@@ -298,3 +298,19 @@ def test_changes_behind_the_mount_are_seen(mounted):
 
     time.sleep(1.2)
     assert (mnt / "late").read_text() == "v2-longer"
+
+
+@pytest.mark.parametrize("mode", [[], ["passthrough=off"]])
+def test_cache_none_sees_changes_at_once(mount_factory, mode):
+    m = mount_factory("cache=none", *mode)
+    src, mnt = m.source, m.mnt
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "x")
+    (src / "x").write_text("one")
+    assert (mnt / "x").read_text() == "one"  # no negative entry was cached
+    (src / "x").write_text("two, longer")
+    assert os.stat(mnt / "x").st_size == len("two, longer")
+    assert (mnt / "x").read_text() == "two, longer"
+    os.unlink(src / "x")
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "x")
