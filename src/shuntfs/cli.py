@@ -45,6 +45,9 @@ class Config:
 
 #: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
 _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail", "nosuid", "nodev"}
+#: Our options that take no value, and those that need one.
+_FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads"}
 #: Generic mount words passed on to the kernel.
 _MOUNT_WORDS = {"noexec", "exec", "noatime", "atime", "nodiratime", "relatime", "strictatime", "sync", "async", "dirsync"}
 
@@ -71,8 +74,7 @@ def apply_option(config: Config, word: str) -> None:
     """Apply one ``-o`` word to ``config``; raise UsageError for unknown or malformed ones."""
     name, has_value, value = word.partition("=")
     value = value if has_value else None
-    flag_only = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-    if name in flag_only or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
+    if name in _FLAGS or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
         if has_value:
             raise UsageError(f"option {name} takes no value")
     elif not has_value or value == "":
@@ -106,8 +108,6 @@ def apply_option(config: Config, word: str) -> None:
     else:
         raise UsageError(f"unknown option {word!r}")
 
-
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads"}
 
 
 def split_options(text: str) -> list[str]:
