@@ -301,8 +301,7 @@ def run(config: Config, report) -> int:
         session.unmount()
         report(str(e))
         return 1
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, lambda *_: session.unmount())
+    session.unmount_on_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
     report(None)
     session.wait()
     if control is not None:

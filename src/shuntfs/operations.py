@@ -234,6 +234,10 @@ class Operations:
     def destroy(self) -> None:
         """Called when the session ends."""
 
+    def stats(self) -> dict:
+        """Figures of this filesystem's own, shown under "filesystem" in ``shuntfs-ctl stats``."""
+        return {}
+
     def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
         """Look ``name`` up in directory ``parent``; adds one to the inode's lookup count."""
         raise FUSEError(_errno.ENOENT)

@@ -130,9 +130,13 @@ class Session:
         self.mount()
         self.start()
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: self.unmount())
+            self.unmount_on_signals()
         self.wait()
+
+    def unmount_on_signals(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
+        """Make these signals unmount (the workers then end and wait() returns). Main thread only."""
+        for sig in signals:
+            signal.signal(sig, lambda *_: self.unmount())
 
     def unmount(self) -> None:
         """Unmount (lazily if busy); the workers then see ENODEV and wait() returns."""
@@ -205,7 +209,7 @@ class Session:
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
             "backing_files": registry.snapshot() if registry else [],
-            "filesystem": self.ops.stats() if hasattr(self.ops, "stats") else {},
+            "filesystem": self.ops.stats(),
         }
 
     # ---- the loop
