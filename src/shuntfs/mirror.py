@@ -363,7 +363,9 @@ class Mirror(Operations):
     def opendir(self, inode: int, ctx: RequestContext) -> int:
         node = self.inodes.get(inode)
         with self._caller(ctx):
-            fd = os.open(b".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=node.fd)
+            # Through /proc, not as "." below the fd: resolving "." would need search permission on the directory
+            # itself, where opendir(3) needs only read permission.
+            fd = os.open(_proc(node.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._dirs[fd] = _DirHandle(fd, node)
         return fd
 
