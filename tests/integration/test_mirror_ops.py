@@ -234,11 +234,10 @@ def test_copy_file_range(mounted):
 def test_mmap_read_write(mounted):
     src, mnt = mounted.source, mounted.mnt
     (src / "m").write_bytes(b"a" * 8192)
-    with open(mnt / "m", "r+b") as f:
-        with mmap.mmap(f.fileno(), 8192) as m:
-            assert m[:4] == b"aaaa"
-            m[100:104] = b"MMAP"
-            m.flush()
+    with open(mnt / "m", "r+b") as f, mmap.mmap(f.fileno(), 8192) as m:
+        assert m[:4] == b"aaaa"
+        m[100:104] = b"MMAP"
+        m.flush()
     assert (src / "m").read_bytes()[100:104] == b"MMAP"
 
 

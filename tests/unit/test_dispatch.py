@@ -12,7 +12,13 @@ from shuntfs import abi, protocol
 from shuntfs.abi import Opcode
 from shuntfs.backing import BackingRegistry
 from shuntfs.dispatch import Dispatcher
-from shuntfs.operations import DirEntry, EntryAttributes, FileInfo, FUSEError, Operations
+from shuntfs.operations import (
+    DirEntry,
+    EntryAttributes,
+    FileInfo,
+    FUSEError,
+    Operations,
+)
 
 
 class Fake(Operations):
