@@ -134,9 +134,19 @@ class Session:
         self.wait()
 
     def unmount_on_signals(self, signals: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> None:
-        """Make these signals unmount (the workers then end and wait() returns). Main thread only."""
+        """Make these signals end the session. Main thread only.
+
+        The first unmounts, lazily if the mount is busy: files that are still open keep being served until they are
+        closed, so no acknowledged write is lost and no writer is cut off. A second signal exits at once; the kernel
+        then aborts the connection and the watchdog removes the mount."""
+        def handler(signum: int, _frame: object) -> None:
+            if self._unmounting:
+                log.warning("%s again: exiting without waiting for open files", signal.Signals(signum).name)
+                os._exit(1)
+            self.unmount()
+
         for sig in signals:
-            signal.signal(sig, lambda *_: self.unmount())
+            signal.signal(sig, handler)
 
     def unmount(self) -> None:
         """Unmount (lazily if busy); the workers then see ENODEV and wait() returns."""
