@@ -237,7 +237,17 @@ def choose_stack_depth(config: Config) -> int:
 
 
 def raise_fd_limit() -> None:
+    """Every inode the kernel knows holds an O_PATH fd, so the fd limit is the limit on known inodes (a tar of a
+    big tree exceeds the usual hard limit). Root may go up to the kernel's nr_open; others to their hard limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            ceiling = int(f.read())
+        if ceiling > hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, ceiling))
+            return
+    except (OSError, ValueError):
+        pass  # not privileged, or no /proc: the hard limit it is
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 

@@ -340,6 +340,10 @@ class Dispatcher:
             except (FUSEError, OSError) as e:
                 if e.errno == errno.ENOENT:
                     continue  # vanished since it was listed
+                if out:
+                    # The entries already packed were looked up: the kernel must get them, or their lookup counts
+                    # would never be forgotten. It asks again from here and then gets the error.
+                    break
                 raise
             if attrs.st_ino == 0:
                 continue

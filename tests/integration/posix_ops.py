@@ -104,7 +104,8 @@ def snapshot(root: str) -> dict:
 
 def times(root: str) -> dict:
     """(mtime, ctime) of every name under ``root``: the mirror must report exactly its source's."""
-    out = {}
+    top = os.lstat(root)
+    out = {".": (top.st_mtime_ns, top.st_ctime_ns)}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)

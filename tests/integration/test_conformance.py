@@ -531,7 +531,7 @@ def test_permission_matrix(pair, relation):
 
 def test_cross_device_rename_and_link_give_exdev(pair, tmp_path):
     """A name inside the mount cannot be renamed or linked out of it, nor across a filesystem inside SOURCE."""
-    native, mirror, m = pair
+    _native, mirror, m = pair
     outside = tmp_path / "outside"
     (mirror / "xdev").write_bytes(b"x")
     with pytest.raises(OSError) as e:

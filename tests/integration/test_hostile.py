@@ -4,7 +4,6 @@ symlinks and rename races, and names that are not text."""
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import threading
 import time
@@ -14,13 +13,12 @@ import pytest
 from shuntfs.mirror import Mirror
 from shuntfs.operations import ROOT_INODE, FUSEError, RequestContext
 
-from .conftest import Mount
 from .test_users import nobody_errno
 
 
 @pytest.fixture(params=["passthrough", "fallback"])
 def shared_file(request, mount_factory, tree):
-    src, mnt = tree
+    src, _mnt = tree
     (src / "f").write_bytes(b"root's data")
     (src / "f").chmod(0o644)
     m = mount_factory("allow_other", *([] if request.param == "passthrough" else ["passthrough=off"]))

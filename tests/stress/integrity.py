@@ -47,7 +47,7 @@ class Report:
         self.ops += 1
         self.by_op[name] = self.by_op.get(name, 0) + 1
 
-    def merge(self, other: "Report") -> None:
+    def merge(self, other: Report) -> None:
         self.ops += other.ops
         for k, v in other.by_op.items():
             self.by_op[k] = self.by_op.get(k, 0) + v

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SHARED = b"shared, read by every worker\n" * 1000
+#: Names a worker keeps at most: 32 workers stay far below the daemon's fd limit however long they run.
+MAX_NAMES = 300
 
 
 @dataclass
@@ -54,6 +56,10 @@ def worker(root: str, k: int, seconds: float, seed: int) -> tuple[int, list[str]
     while time.monotonic() < deadline:
         op = rng.choice(["create", "create", "read", "read", "append", "rename", "stat", "readdir", "mkdir",
                          "rmdir", "symlink", "chmod", "truncate", "unlink", "link", "shared", "fsync"])
+        if len(files) + len(links) > MAX_NAMES:
+            op = "unlink"  # a bounded tree: the daemon's inode count (one fd each) must not grow with time
+        elif len(dirs) > MAX_NAMES // 4:
+            op = "rmdir"
         try:
             if op == "create" or not files and op in ("read", "append", "rename", "chmod", "truncate", "unlink",
                                                       "link", "fsync"):

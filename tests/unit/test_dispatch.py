@@ -86,6 +86,31 @@ def test_readdirplus_looks_up_entries_it_sends_and_skips_vanished_ones():
     assert struct.unpack_from("<Q", out, third + 128)[0] == 5000
 
 
+def test_readdirplus_stops_short_rather_than_lose_lookups(monkeypatch):
+    """An error after some entries were looked up (EMFILE, say) ends the reply early: the kernel must receive the
+    entries whose lookup counts were taken. With nothing packed yet, the error is the answer."""
+    ops = Fake()
+    real = ops.lookup
+
+    def lookup(parent, name, ctx):
+        if name == b"b":
+            raise OSError(errno.EMFILE, "too many")
+        return real(parent, name, ctx)
+    monkeypatch.setattr(ops, "lookup", lookup)
+    d = make(ops)
+    out = d.table[Opcode.READDIRPLUS](req(Opcode.READDIRPLUS, protocol.Read(0, 0, 4096, 0, 0, 0)))
+    assert ops.lookups == [b"a"]
+    names, pos = [], 0
+    while pos < len(out):
+        namelen = struct.unpack_from("<I", out, pos + 128 + 16)[0]
+        names.append(bytes(out[pos + 152:pos + 152 + namelen]))
+        pos += (152 + namelen + 7) & ~7
+    assert names == [b".", b"..", b"a"]
+    with pytest.raises(OSError) as e:  # resumed after "gone" (offset 4): "b" is first, nothing packed
+        d.table[Opcode.READDIRPLUS](req(Opcode.READDIRPLUS, protocol.Read(0, 4, 4096, 0, 0, 0)))
+    assert e.value.errno == errno.EMFILE
+
+
 def test_readdirplus_does_not_look_up_what_does_not_fit():
     ops = Fake()
     d = make(ops)

@@ -7,7 +7,8 @@ import socket
 import struct
 import threading
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shuntfs import abi, protocol
 from shuntfs.abi import Opcode
