@@ -65,7 +65,8 @@ def test_symlinks_and_rename_races_never_resolve_outside_source(mount_factory, w
     (src / "d" / "file").write_bytes(b"inside")
     os.symlink("../outside", src / "swap")
     os.symlink("/", src / "root")
-    mount_factory("passthrough=off", source=src, mountpoint=mnt)  # fallback: the daemon reads the data itself
+    # cache=none: every path walk is a LOOKUP, so the daemon itself races the swaps; fallback: it reads the data too
+    mount_factory("passthrough=off", "cache=none", source=src, mountpoint=mnt)
 
     stop = threading.Event()
 
