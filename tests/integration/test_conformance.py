@@ -552,3 +552,77 @@ def test_cross_device_rename_and_link_give_exdev(pair, tmp_path):
         assert (sub / "inner").read_bytes() == b"on tmpfs"
     finally:
         subprocess.run(["umount", "-l", str(sub)], check=True)
+
+
+def _utimensat(path: str, atime_nsec: int, mtime_nsec: int) -> None:
+    """utimensat with UTIME_NOW / UTIME_OMIT in the nanosecond fields, which os.utime cannot express."""
+    import ctypes
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    times = (Timespec * 2)(Timespec(0, atime_nsec), Timespec(0, mtime_nsec))
+    if libc.utimensat(-100, os.fsencode(path), times, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+@pytest.mark.parametrize("who", ["root", "nobody"])
+def test_posix_corner_cases(pair, who):
+    """The corners conformance suites probe, beyond what the random walk reaches: long symlink targets, rmdir of
+    "." and "..", device nodes, utimensat's NOW and OMIT for owners and for writers who are not owners."""
+    uid = 0 if who == "root" else NOBODY
+    tag = f"corner-{who}"
+
+    def setup(root):
+        d = os.path.join(root, tag)
+        os.mkdir(d, 0o777)
+        os.chmod(d, 0o777)
+        f = os.path.join(d, "theirs")
+        with open(f, "wb") as fh:
+            fh.write(b"x")
+        os.chmod(f, 0o666)  # writable by all, owned by root
+    on_both(pair, setup)
+
+    def at(root, *names):
+        return os.path.join(root, tag, *names)
+
+    cases = [
+        lambda r: os.symlink("t" * 4095, at(r, "long")),
+        lambda r: len(os.readlink(at(r, "long"))),
+        lambda r: os.symlink("t" * 4096, at(r, "too-long")),
+        lambda r: os.rmdir(at(r, ".")),
+        lambda r: os.rmdir(at(r, "..")),
+        lambda r: os.mkdir(at(r, "sub")),
+        lambda r: os.rmdir(at(r, "sub", ".")),
+        lambda r: os.rename(at(r, "sub"), at(r, "sub", "inside")),
+        lambda r: os.rename(at(r, "sub", ".."), at(r, "x")),
+        lambda r: os.link(at(r, "sub"), at(r, "dirlink")),
+        lambda r: os.unlink(at(r, "sub")),
+        lambda r: os.mknod(at(r, "chr"), 0o600 | stat.S_IFCHR, os.makedev(1, 3)),
+        lambda r: (lambda s: (stat.S_IFMT(s.st_mode), s.st_rdev))(os.lstat(at(r, "chr"))),
+        lambda r: os.mknod(at(r, "blk"), 0o600 | stat.S_IFBLK, os.makedev(7, 0)),
+        lambda r: os.mknod(at(r, "sock"), 0o600 | stat.S_IFSOCK),
+        lambda r: stat.S_IFMT(os.lstat(at(r, "sock")).st_mode),
+        lambda r: _utimensat(at(r, "theirs"), UTIME_NOW, UTIME_NOW),   # writers may touch
+        lambda r: _utimensat(at(r, "theirs"), UTIME_NOW, UTIME_OMIT),
+        lambda r: _utimensat(at(r, "theirs"), 5 * 10**8, UTIME_OMIT),  # explicit times: owner only
+        lambda r: _utimensat(at(r, "theirs"), UTIME_OMIT, UTIME_OMIT),
+        lambda r: os.close(os.open(at(r, "sub"), os.O_WRONLY)),
+        lambda r: os.close(os.open(at(r, "sub"), os.O_CREAT | os.O_RDONLY)),
+        lambda r: os.truncate(at(r, "sub"), 0),
+        lambda r: os.close(os.open(at(r, "theirs", "below"), os.O_RDONLY)),
+        lambda r: os.mkdir(at(r, "theirs", "below")),
+        lambda r: os.chown(at(r, "theirs"), -1, -1),
+        lambda r: os.chown(at(r, "theirs"), NOBODY, -1),
+    ]
+    for i, case in enumerate(cases):
+        native, mirror, _m = pair
+        with px.identity(uid, NOBODY if uid else 0):
+            a = px.outcome(lambda case=case: case(str(native)))
+            b = px.outcome(lambda case=case: case(str(mirror)))
+        assert a == b, f"case {i}: native {a} != mirror {b}"
