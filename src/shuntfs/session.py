@@ -222,6 +222,39 @@ class Session:
             "filesystem": self.ops.stats(),
         }
 
+    # ---- kernel notifications: callable from any thread, handlers included
+    # Each is one write(2) of a whole message to /dev/fuse, which the kernel takes atomically, so no lock is needed.
+    # The kernel answers ENOENT when it holds nothing for the inode or name; that is not an error here.
+    # Do not invalidate an entry from the handler of a request on the same directory: the kernel may be waiting for
+    # that reply with the directory locked.
+
+    def invalidate_inode(self, inode: int, offset: int = 0, length: int = 0) -> bool:
+        """Drop the kernel's cached attributes of ``inode`` and its cached data from ``offset`` for ``length``
+        bytes (0: to the end). ``offset=-1`` drops the attributes only. False if the kernel had nothing cached."""
+        return self._notify(protocol.notify_inval_inode(inode, offset, length))
+
+    def invalidate_entry(self, parent: int, name: bytes, expire_only: bool = False) -> bool:
+        """Forget the name ``name`` in ``parent`` (the next access looks it up again). ``expire_only`` marks it
+        stale without dropping it, so open files and cwds keep their path."""
+        return self._notify(protocol.notify_inval_entry(parent, name, expire_only))
+
+    def notify_delete(self, parent: int, child: int, name: bytes) -> bool:
+        """Tell the kernel that ``name`` in ``parent``, which was ``child``, is gone (e.g. deleted by a peer)."""
+        return self._notify(protocol.notify_delete(parent, child, name))
+
+    def notify_store(self, inode: int, offset: int, data: bytes) -> bool:
+        """Put ``data`` into the kernel's page cache of ``inode`` at ``offset``, extending its size if needed."""
+        return self._notify(protocol.notify_store(inode, offset, data))
+
+    def _notify(self, message: bytes) -> bool:
+        if self.fd < 0:
+            raise RuntimeError("the session is not mounted")
+        try:
+            os.write(self.fd, message)
+        except FileNotFoundError:
+            return False
+        return True
+
     # ---- the loop
     def _run_worker(self, fd: int, counts: list[int]) -> None:
         try:
