@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from . import __version__, abi
 from .mirror import CACHE_MODES, Mirror
-from .mount import MountError, MountOptions, find_mount
+from .mount import MOUNT_FLAG_WORDS, MountError, MountOptions, find_mount
 
 log = logging.getLogger("shuntfs")
 
@@ -44,12 +44,15 @@ class Config:
 
 
 #: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
-_IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser", "_netdev", "nofail", "nosuid", "nodev"}
+_IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail",
+                  "nosuid", "nodev"}
+#: Prefixes of fstab words meant for other programs (systemd's x-systemd.*, comment=, mount.fuse3's subtype=).
+_IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
 _VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads"}
 #: Generic mount words passed on to the kernel.
-_MOUNT_WORDS = {"noexec", "exec", "noatime", "atime", "nodiratime", "relatime", "strictatime", "sync", "async", "dirsync"}
+_MOUNT_WORDS = frozenset(MOUNT_FLAG_WORDS)
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -72,6 +75,8 @@ def _positive_int(name: str, value: str | None, low: int, high: int) -> int:
 
 def apply_option(config: Config, word: str) -> None:
     """Apply one ``-o`` word to ``config``; raise UsageError for unknown or malformed ones."""
+    if word.startswith(_IGNORED_PREFIXES):
+        return
     name, has_value, value = word.partition("=")
     value = value if has_value else None
     if name in _FLAGS or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
@@ -339,6 +344,39 @@ def main(argv: list[str] | None = None) -> int:
 
         return run(config, report)
     return _daemonize(config)
+
+
+def mount_helper(argv: list[str] | None = None) -> int:
+    """``mount.fuse.shuntfs SOURCE MOUNTPOINT [-fnsv] [-o OPTIONS]``: what mount(8) runs for ``-t fuse.shuntfs`` and
+    fstab lines of that type. -f (fake) does nothing; -n, -s and -v mean nothing here."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    positional: list[str] = []
+    options: list[str] = []
+    fake = False
+    while args:
+        arg = args.pop(0)
+        if arg == "-o":
+            if not args:
+                print("mount.fuse.shuntfs: option -o needs a value", file=sys.stderr)
+                return 2
+            options.append(args.pop(0))
+        elif arg.startswith("-o"):
+            options.append(arg[2:])
+        elif arg.startswith("-") and len(arg) > 1:
+            for flag in arg[1:]:
+                if flag == "f":
+                    fake = True
+                elif flag not in "nsv":
+                    print(f"mount.fuse.shuntfs: unknown flag -{flag}", file=sys.stderr)
+                    return 2
+        else:
+            positional.append(arg)
+    if len(positional) != 2:
+        print("usage: mount.fuse.shuntfs SOURCE MOUNTPOINT [-fnsv] [-o OPTIONS]", file=sys.stderr)
+        return 2
+    if fake:
+        return 0
+    return main(positional + (["-o", ",".join(options)] if options else []))
 
 
 def _daemonize(config: Config) -> int:

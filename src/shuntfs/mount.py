@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
+#: Generic mount words and the mount(2) flags they set (0: the default, nothing to set). fusermount3 does this
+#: translation itself; as root we call mount(2), whose data string the FUSE module would reject them in.
+MOUNT_FLAG_WORDS = {
+    "noexec": 8, "exec": 0, "sync": 16, "async": 0, "dirsync": 128, "noatime": 1024, "atime": 0,
+    "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
+}
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -96,7 +102,7 @@ def fuse_mount_option_string(fd: int, rootmode: int, opts: MountOptions, uid: in
         words.append("default_permissions")
     if opts.allow_other:
         words.append("allow_other")
-    return ",".join(words + opts.extra)
+    return ",".join(words + [w for w in opts.extra if w not in MOUNT_FLAG_WORDS])
 
 
 def _escape_option(value: str) -> str:
@@ -122,6 +128,8 @@ def _mount_root(mountpoint: str, opts: MountOptions) -> int:
         rootmode = stat.S_IFMT(os.stat(mountpoint).st_mode)
         data = fuse_mount_option_string(fd, rootmode, opts, os.getuid(), os.getgid())
         flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if opts.read_only else 0)
+        for word in opts.extra:
+            flags |= MOUNT_FLAG_WORDS.get(word, 0)
         fstype = f"fuse.{opts.subtype}" if opts.subtype else "fuse"
         if _libc.mount(opts.fsname.encode(), mountpoint.encode(), fstype.encode(), flags, data.encode()) != 0:
             err = ctypes.get_errno()
