@@ -7,6 +7,7 @@ opcode (no lock on the hot path) and summed on demand: they are how we prove tha
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import logging
@@ -18,6 +19,7 @@ from typing import Any
 
 from . import abi, protocol
 from .abi import InitFlag, Opcode
+from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
 from .dispatch import NO_REPLY, Dispatcher
 from .mount import MountOptions, find_mount, mount, start_watchdog, unmount
@@ -89,6 +91,8 @@ class Session:
         self._counts: list[list[int]] = []
         self._watchdog_fd = -1
         self._unmounting = False
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: LoopThread | None = None
         self.started_at = time.time()
         self.debug = trace.isEnabledFor(logging.DEBUG)
 
@@ -98,9 +102,28 @@ class Session:
         entry = find_mount(self.mountpoint)
         self.dev = entry.dev if entry else 0
         self.registry = BackingRegistry(self.fd, enabled=False)
-        self.dispatcher = Dispatcher(self.ops, self.registry, self.config)
+        self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config)
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
+
+    def _handlers(self) -> Operations:
+        """The filesystem as the dispatcher calls it: async handlers run on an event loop (the one serve_async runs
+        on, else a private one)."""
+        if not async_methods(self.ops):
+            return self.ops
+        if self._event_loop is None:
+            self._loop_thread = LoopThread()
+            self._event_loop = self._loop_thread.loop
+        return bridge(self.ops, self._event_loop)
+
+    async def serve_async(self) -> None:
+        """Mount and serve with ``async def`` handlers on the running event loop; return once unmounted."""
+        self._event_loop = asyncio.get_running_loop()
+        self.mount()
+        self.start()
+        if threading.current_thread() is threading.main_thread():
+            self.unmount_on_signals()
+        await self._event_loop.run_in_executor(None, self.wait)
 
     def start(self) -> None:
         """Start the workers: the first one reads INIT; the others get cloned fds."""
@@ -178,9 +201,12 @@ class Session:
             self._watchdog_fd = -1
         if self.dispatcher is not None and self.dispatcher.init_done.is_set():
             try:
-                self.ops.destroy()
+                self.dispatcher.ops.destroy()
             except Exception:
                 log.exception("destroy")
+        if self._loop_thread is not None:
+            self._loop_thread.close()
+            self._loop_thread = None
 
     def _clone_fd(self) -> int:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
@@ -219,7 +245,7 @@ class Session:
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
             "backing_files": registry.snapshot() if registry else [],
-            "filesystem": self.ops.stats(),
+            "filesystem": (self.dispatcher.ops if self.dispatcher else self.ops).stats(),
         }
 
     # ---- kernel notifications: callable from any thread, handlers included

@@ -35,6 +35,8 @@ class LoadResult:
     errors: list = field(default_factory=list)
     deadlocked: int = 0
     seconds: float = 0.0
+    #: the daemon's RSS (KiB) sampled while the load ran: a leak climbs, a cache plateaus
+    rss_samples: list = field(default_factory=list)
 
 
 def worker(root: str, k: int, seconds: float, seed: int) -> tuple[int, list[str]]:
@@ -144,7 +146,7 @@ def worker(root: str, k: int, seconds: float, seed: int) -> tuple[int, list[str]
     return ops, errors
 
 
-def run(root: str, workers: int, seconds: float, seed: int) -> LoadResult:
+def run(root: str, workers: int, seconds: float, seed: int, daemon_pid: int = 0) -> LoadResult:
     with open(os.path.join(root, "shared"), "wb") as f:
         f.write(SHARED)
     started = time.monotonic()
@@ -166,6 +168,11 @@ def run(root: str, workers: int, seconds: float, seed: int) -> LoadResult:
         os.close(w)
         children[pid] = r
     result = LoadResult()
+    if daemon_pid:
+        sample_every = max(seconds / 10, 0.5)
+        while time.monotonic() < started + seconds:
+            time.sleep(min(sample_every, max(started + seconds - time.monotonic(), 0)))
+            result.rss_samples.append(daemon_footprint(daemon_pid)[0])
     deadline = started + seconds + 60
     for pid, r in children.items():
         while True:
@@ -220,12 +227,12 @@ def measured(mount, workers: int, seconds: float, seed: int) -> dict:
     """Warm up, take the baseline, run the load, settle; everything a report or a test needs."""
     warm = run(str(mount.mnt), workers, min(1.0, seconds), seed ^ 0x5A5A)
     base_rss, base_fds = settle(mount.pid)
-    result = run(str(mount.mnt), workers, seconds, seed)
+    result = run(str(mount.mnt), workers, seconds, seed, daemon_pid=mount.pid)
     rss, fds = settle(mount.pid, fds_at_most=base_fds)
     return {
         "workers": workers, "seconds": round(result.seconds, 1), "ops": result.ops, "errors": warm.errors + result.errors,
         "deadlocked": result.deadlocked, "baseline_rss_kib": base_rss, "rss_kib": rss, "baseline_fds": base_fds,
-        "fds": fds,
+        "fds": fds, "rss_samples_kib": result.rss_samples,
     }
 
 
@@ -253,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{mode}: {r['ops']} operations by {r['workers']} workers in {r['seconds']} s, "
                   f"{len(r['errors'])} errors, {r['deadlocked']} deadlocked; daemon RSS {r['baseline_rss_kib']} -> "
                   f"{r['rss_kib']} KiB, fds {r['baseline_fds']} -> {r['fds']}", flush=True)
+            print(f"  RSS while loaded (KiB, every {args.seconds / 10:.0f} s): {r['rss_samples_kib']}", flush=True)
             for e in r["errors"][:10]:
                 print(f"  {e}")
         finally:

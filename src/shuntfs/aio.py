@@ -1,0 +1,80 @@
+"""``async def`` handlers on asyncio.
+
+A filesystem may write any of its :class:`~shuntfs.Operations` methods as ``async def`` (and ``readdir`` as an async
+generator). The session's worker threads still read and answer requests; each coroutine runs on one asyncio event
+loop and the worker waits for its result, so a handler that awaits I/O holds one worker, not the loop, and as many
+requests as there are workers (``threads=``) are in progress at once. Exceptions travel back unchanged: FUSEError
+and OSError become their errno, anything else EIO and a logged traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .operations import Operations
+
+_METHODS = [name for name, value in vars(Operations).items() if callable(value) and not name.startswith("_")]
+
+
+def async_methods(ops: Operations) -> list[str]:
+    """The handlers of ``ops`` written as coroutines or async generators."""
+    return [
+        name for name in _METHODS
+        if inspect.iscoroutinefunction(getattr(ops, name, None)) or inspect.isasyncgenfunction(getattr(ops, name, None))
+    ]
+
+
+def _sync(method: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(method):
+        async def collect(*args: Any) -> list:
+            return [item async for item in method(*args)]
+
+        def run_generator(*args: Any) -> Any:
+            return iter(asyncio.run_coroutine_threadsafe(collect(*args), loop).result())
+        return run_generator
+
+    def run(*args: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(method(*args), loop).result()
+    return run
+
+
+def bridge(ops: Operations, loop: asyncio.AbstractEventLoop) -> Operations:
+    """``ops`` as the dispatcher calls it: an Operations whose overridden handlers forward to ``ops``, the async ones
+    through ``loop``. Handlers ``ops`` does not override stay the base class's, so the dispatcher still sees which
+    ones a filesystem implements."""
+    own = type(ops)
+    methods: dict[str, Any] = {}
+    for name in _METHODS:
+        if getattr(own, name, None) is getattr(Operations, name):
+            continue
+        target = getattr(ops, name)
+        if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+            target = _sync(target, loop)
+        methods[name] = staticmethod(target)
+
+    def connection(self: Operations) -> Any:
+        return ops.connection
+
+    def set_connection(self: Operations, value: Any) -> None:
+        ops.connection = value
+
+    methods["connection"] = property(connection, set_connection)
+    return type(f"Bridged{own.__name__}", (Operations,), methods)()
+
+
+class LoopThread:
+    """A private event loop on its own thread, for async handlers served by the blocking :meth:`Session.serve`."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="shuntfs-asyncio", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()

@@ -1,0 +1,122 @@
+"""``async def`` handlers on asyncio: served from the running loop by ``serve_async`` and from a private loop by
+``serve``; errors become errnos; concurrent slow handlers overlap."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import stat
+import threading
+import time
+
+import pytest
+
+from shuntfs import ROOT_INODE, DirEntry, EntryAttributes, FileInfo, FUSEError, Operations, Session
+from shuntfs.mount import find_mount
+
+from .conftest import wait_for
+
+
+class SlowFiles(Operations):
+    """Files named by a number of milliseconds; reading one sleeps that long on the event loop."""
+
+    def __init__(self) -> None:
+        self.loop_threads: set[str] = set()
+
+    async def lookup(self, parent, name, ctx):
+        await asyncio.sleep(0)
+        if name == b"broken":
+            raise ValueError("a bug in the filesystem")
+        if not name.isdigit():
+            raise FUSEError(errno.ENOENT)
+        return self._attrs(1000 + int(name))
+
+    def _attrs(self, inode):
+        if inode == ROOT_INODE:
+            return EntryAttributes(st_ino=inode, st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+        return EntryAttributes(st_ino=inode, st_mode=stat.S_IFREG | 0o444, st_size=len(str(inode - 1000)))
+
+    async def getattr(self, inode, fh, ctx):
+        return self._attrs(inode)
+
+    async def readdir(self, fh, offset, ctx):
+        names = [b".", b"..", b"10", b"20"]
+        for i in range(offset, len(names)):
+            await asyncio.sleep(0)
+            yield DirEntry(names[i], 1, 0, i + 1)
+
+    def open(self, inode, flags, ctx):  # a synchronous handler next to async ones
+        return FileInfo(fh=inode, direct_io=True)
+
+    async def read(self, fh, offset, size):
+        self.loop_threads.add(threading.current_thread().name)
+        await asyncio.sleep((fh - 1000) / 1000)
+        return str(fh - 1000).encode()[offset:offset + size]
+
+
+def _read_all(mnt, names):
+    out = {}
+
+    def one(name):
+        with open(mnt / name, "rb") as f:
+            out[name] = f.read()
+    threads = [threading.Thread(target=one, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def check(ops, mnt, caplog):
+    assert sorted(os.listdir(mnt)) == ["10", "20"]
+    started = time.monotonic()
+    assert _read_all(mnt, ["300", "301", "302", "303"]) == {"300": b"300", "301": b"301", "302": b"302",
+                                                          "303": b"303"}
+    elapsed = time.monotonic() - started
+    assert elapsed < 0.3 * 3, f"four 0.3 s reads on 4 workers took {elapsed:.2f} s: they did not overlap"
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "nope")
+    with caplog.at_level(logging.ERROR, logger="shuntfs"):
+        with pytest.raises(OSError) as e:
+            os.stat(mnt / "broken")
+    assert e.value.errno == errno.EIO
+    assert "a bug in the filesystem" in caplog.text
+    # the handlers ran on the event loop's thread, not on the workers (shuntfs-0, shuntfs-1, ...)
+    assert len(ops.loop_threads) == 1 and not next(iter(ops.loop_threads)).removeprefix("shuntfs-").isdigit()
+
+
+def test_serve_async_on_the_running_loop(tree, caplog):
+    _src, mnt = tree
+    ops = SlowFiles()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, threads=4)
+
+    def run():
+        asyncio.run(session.serve_async())
+    t = threading.Thread(target=run)
+    t.start()
+    try:
+        assert wait_for(lambda: session.dispatcher is not None and session.wait_init(0.1), 10)
+        check(ops, mnt, caplog)
+        assert ops.loop_threads == {t.name}
+    finally:
+        session.unmount()
+        t.join(15)
+    assert not t.is_alive() and find_mount(str(mnt)) is None
+
+
+def test_serve_with_a_private_loop(tree, caplog):
+    _src, mnt = tree
+    ops = SlowFiles()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, threads=4)
+    session.mount()
+    session.start()
+    try:
+        assert session.wait_init()
+        check(ops, mnt, caplog)
+        assert ops.loop_threads == {"shuntfs-asyncio"}
+    finally:
+        session.unmount()
+        session.wait()
