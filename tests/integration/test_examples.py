@@ -47,3 +47,41 @@ def test_hellofs(workdir):
     # hello.txt was read through the filesystem's read(); data.bin's 256 KiB never reached it
     assert report["requests"]["READ"] == 1
     assert report["requests"]["OPEN"] >= 2
+
+
+def test_memoryfs(workdir):
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "memoryfs.py"), str(mnt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+        (mnt / "dir").mkdir()
+        data = os.urandom(300_000)
+        (mnt / "dir" / "f").write_bytes(data)
+        assert (mnt / "dir" / "f").read_bytes() == data
+        with open(mnt / "dir" / "f", "r+b") as f:
+            f.seek(1_000_000)
+            f.write(b"end")
+        assert os.stat(mnt / "dir" / "f").st_size == 1_000_003
+        os.truncate(mnt / "dir" / "f", 10)
+        assert (mnt / "dir" / "f").read_bytes() == data[:10]
+        os.symlink("dir/f", mnt / "link")
+        assert os.readlink(mnt / "link") == "dir/f" and (mnt / "link").read_bytes() == data[:10]
+        os.link(mnt / "dir" / "f", mnt / "hard")
+        assert os.stat(mnt / "hard").st_nlink == 2
+        os.rename(mnt / "dir", mnt / "moved")
+        assert sorted(os.listdir(mnt)) == ["hard", "link", "moved"]
+        os.chmod(mnt / "hard", 0o600)
+        assert os.stat(mnt / "moved" / "f").st_mode & 0o777 == 0o600
+        os.unlink(mnt / "moved" / "f")
+        os.rmdir(mnt / "moved")
+        assert (mnt / "hard").read_bytes() == data[:10] and os.stat(mnt / "hard").st_nlink == 1
+        assert os.statvfs(mnt).f_namemax == 255
+        subprocess.run(["umount", str(mnt)], check=True)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert proc.returncode == 0, err
