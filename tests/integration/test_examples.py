@@ -85,3 +85,42 @@ def test_memoryfs(workdir):
             proc.kill()
             subprocess.run(["umount", "-l", str(mnt)], check=False)
     assert proc.returncode == 0, err
+
+
+def test_filterfs(workdir):
+    src, mnt = workdir / "src", workdir / "mnt"
+    for d in (src, mnt, src / "project" / ".git"):
+        d.mkdir(parents=True)
+    payload = os.urandom(512 * 1024)
+    (src / "project" / "data.bin").write_bytes(payload)
+    (src / "project" / ".git" / "config").write_text("[core]")
+    (src / "server.key").write_text("secret")
+    (src / "notes.txt").write_text("visible")
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "filterfs.py"), str(src), str(mnt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+        assert sorted(os.listdir(mnt)) == ["notes.txt", "project"]
+        assert os.listdir(mnt / "project") == ["data.bin"]
+        assert not os.path.exists(mnt / "server.key") and not os.path.exists(mnt / "project" / ".git" / "config")
+        assert (mnt / "project" / "data.bin").read_bytes() == payload
+        for attempt in (lambda: open(mnt / "notes.txt", "a"), lambda: open(mnt / "new", "w"),
+                        lambda: os.unlink(mnt / "notes.txt"), lambda: os.mkdir(mnt / "d"),
+                        lambda: os.chmod(mnt / "notes.txt", 0o777), lambda: os.rename(mnt / "notes.txt", mnt / "n")):
+            try:
+                attempt()
+            except OSError as e:
+                assert e.errno == 30, attempt  # EROFS
+            else:
+                raise AssertionError("a change went through the read-only view")
+        assert (src / "notes.txt").read_text() == "visible"
+        subprocess.run(["umount", str(mnt)], check=True)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["passthrough"] is True
+    assert report["requests"].get("READ", 0) == 0  # 512 KiB read, none of it through this process
