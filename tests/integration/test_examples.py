@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from shuntfs.mount import find_mount
 
 from .conftest import wait_for
@@ -124,3 +126,59 @@ def test_filterfs(workdir):
     report = json.loads(out)
     assert report["passthrough"] is True
     assert report["requests"].get("READ", 0) == 0  # 512 KiB read, none of it through this process
+
+
+def test_lazyfs_fetches_once_then_passes_through(workdir):
+    import http.server
+    import threading
+
+    served = workdir / "www"
+    served.mkdir()
+    files = {"small.txt": b"hello over http\n", "big.bin": os.urandom(3 << 20), "with space.txt": b"spaced"}
+    for name, body in files.items():
+        (served / name).write_bytes(body)
+    (served / "manifest.json").write_text(json.dumps({n: len(b) for n, b in files.items()}))
+    gets: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def do_GET(self):
+            gets.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    mnt, cache = workdir / "mnt", workdir / "cache"
+    mnt.mkdir()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "lazyfs.py"), url, str(mnt), str(cache)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+        assert sorted(os.listdir(mnt)) == sorted(files)
+        assert os.stat(mnt / "big.bin").st_size == len(files["big.bin"])
+        assert gets == ["/manifest.json"]  # listing and stat fetch nothing
+        for _ in range(3):
+            assert (mnt / "big.bin").read_bytes() == files["big.bin"]
+        assert (mnt / "with space.txt").read_bytes() == b"spaced"
+        assert gets == ["/manifest.json", "/big.bin", "/with%20space.txt"]  # each file fetched once
+        assert (cache / "big.bin").read_bytes() == files["big.bin"]
+        with pytest.raises(OSError) as e:
+            open(mnt / "small.txt", "r+b")
+        assert e.value.errno == 30
+        subprocess.run(["umount", str(mnt)], check=True)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        server.shutdown()
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["fetched"] == 2 and report["passthrough"] is True
+    assert report["requests"].get("READ", 0) == 0  # 9 MiB read through the mount, none of it through the daemon
