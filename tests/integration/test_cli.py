@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import time
@@ -172,3 +173,29 @@ def test_ctl_on_something_else_fails_cleanly(tree):
     out = subprocess.run(["shuntfs-ctl", "stats", str(mnt)], capture_output=True, text=True)
     assert out.returncode == 1
     assert "not a mountpoint" in out.stderr
+
+
+def test_debug_trace_goes_to_the_log_file(tree, workdir):
+    """-d logs each request, libfuse-style, with its result and time; --log-file sends it to a file."""
+    src, mnt = tree
+    (src / "f").write_text("x")
+    log = workdir / "shuntfs.log"
+    proc = subprocess.Popen(SHUNTFS + ["-d", "--log-file", str(log), str(src), str(mnt)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: find_mount(str(mnt)) is not None, 15)
+        assert (mnt / "f").read_text() == "x"
+        with pytest.raises(FileNotFoundError):
+            os.stat(mnt / "missing")
+        subprocess.run(["umount", str(mnt)], check=True)
+        _out, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+    assert proc.returncode == 0
+    text = log.read_text()
+    assert re.search(r"unique=\d+ INIT .*-> OK \(\d+ us\)", text)
+    assert re.search(r"unique=\d+ LOOKUP nodeid=1 uid=0 pid=\d+ .*missing.* -> (ENOENT|OK)", text)
+    assert re.search(r"unique=\d+ OPEN nodeid=\d+ .*-> OK", text)
+    assert "unique=" not in err  # the trace went to the file, not to stderr
