@@ -12,6 +12,7 @@ import signal
 import stat
 import sys
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from . import __version__, abi
 from .mirror import CACHE_MODES, Mirror
@@ -77,8 +78,8 @@ def apply_option(config: Config, word: str) -> None:
     """Apply one ``-o`` word to ``config``; raise UsageError for unknown or malformed ones."""
     if word.startswith(_IGNORED_PREFIXES):
         return
-    name, has_value, value = word.partition("=")
-    value = value if has_value else None
+    name, has_value, text = word.partition("=")
+    value: str | None = text if has_value else None
     if name in _FLAGS or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
         if has_value:
             raise UsageError(f"option {name} takes no value")
@@ -183,7 +184,7 @@ def parse_args(argv: list[str]) -> Config:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not the usage block
+    def error(self, message: str) -> NoReturn:  # one line, not the usage block
         raise UsageError(message)
 
 
@@ -305,7 +306,7 @@ def run(config: Config, report) -> int:
         session.start()
         if not session.wait_init(15):
             raise MountError("the kernel sent no INIT within 15 s")
-        if config.passthrough and not passthrough:
+        if config.passthrough and not passthrough and session.registry is not None:
             session.registry.disabled_reason = "the daemon lacks CAP_SYS_ADMIN (passthrough needs root)"
         try:
             control = ControlServer(session.dev, session.stats)

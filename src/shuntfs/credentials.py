@@ -26,12 +26,13 @@ _SYSCALLS = {
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_numbers = _SYSCALLS.get(platform.machine())
+#: (setgroups, setfsuid, setfsgid) syscall numbers; zeros where unknown (then AVAILABLE is False and none is used)
+_numbers = _SYSCALLS.get(platform.machine(), (0, 0, 0))
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 
 #: Whether this process can act as other users at all.
-AVAILABLE = os.geteuid() == 0 and _numbers is not None
+AVAILABLE = os.geteuid() == 0 and platform.machine() in _SYSCALLS
 #: The daemon's own groups, put back after each act.
 _OWN_GROUPS = os.getgroups()
 

@@ -220,6 +220,7 @@ class Dispatcher:
     def _open_reply(self, nodeid: int, fi: FileInfo) -> bytes:
         fd = fi.passthrough_fd
         backing_id = self.registry.acquire(nodeid, fd)
+        flags: int
         if backing_id:
             flags = OpenFlag.PASSTHROUGH | (OpenFlag.NOFLUSH if fi.noflush else 0)
         else:

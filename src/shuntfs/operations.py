@@ -15,7 +15,7 @@ import errno as _errno
 import os
 import stat as _stat
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from .abi import ROOT_ID
 
@@ -226,7 +226,7 @@ class Operations:
     """
 
     #: Set by the session once INIT is done: the negotiated connection (see :class:`shuntfs.protocol.Negotiated`).
-    connection = None
+    connection: Any = None
 
     def init(self) -> None:
         """Called once INIT is negotiated, before any other request."""
