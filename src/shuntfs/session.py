@@ -190,12 +190,14 @@ class Session:
     def close(self) -> None:
         if self.registry is not None:
             self.registry.close_all()
-        for fd in self._worker_fds:
+        # The first worker fd is self.fd; before start() there are no workers, only self.fd.
+        for fd in self._worker_fds or ([self.fd] if self.fd >= 0 else []):
             try:
                 os.close(fd)
             except OSError:
                 pass
         self._worker_fds = []
+        self.fd = -1  # a notification now fails instead of writing to whatever reuses the number
         if self._watchdog_fd >= 0:
             os.close(self._watchdog_fd)
             self._watchdog_fd = -1

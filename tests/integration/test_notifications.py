@@ -100,3 +100,15 @@ def test_notify_store_fills_the_page_cache(served):
     with open(mnt / "f", "rb") as f:
         assert f.read() == b"VERSION 3"
     assert session.request_counts().get("READ", 0) == reads  # served from the page cache we filled
+
+
+def test_notifications_after_the_session_ended_raise(tree):
+    _src, mnt = tree
+    session = Session(Changing(), str(mnt), passthrough=False, auto_unmount=False)
+    session.mount()
+    session.start()
+    assert session.wait_init()
+    session.unmount()
+    session.wait()
+    with pytest.raises(RuntimeError):
+        session.invalidate_inode(FILE)
