@@ -6,7 +6,11 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from shuntfs.ctl import query
@@ -14,6 +18,8 @@ from shuntfs.mount import find_mount
 
 SHUNTFS = [sys.executable, "-m", "shuntfs.cli"]
 NOBODY = "nobody"
+#: The two ways the mirror serves file data, as -o options: kernel passthrough, and userspace I/O.
+MODES = {"passthrough": [], "fallback": ["passthrough=off"]}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -117,3 +123,47 @@ def ctl_as(user: str, base: Path, mountpoint: Path) -> subprocess.CompletedProce
     cmd = user_python(base)
     cmd[-1] = "shuntfs.ctl"
     return subprocess.run(as_user(user, cmd + ["stats", str(mountpoint)]), capture_output=True, text=True)
+
+
+@contextmanager
+def scratch_mount(mode: str, prefix: str) -> Iterator[Mount]:
+    """A mirror of a fresh empty directory in ``mode`` (a key of MODES); unmounted and removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    (base / "src").mkdir()
+    (base / "mnt").mkdir()
+    m = Mount(base / "src", base / "mnt", MODES[mode])
+    try:
+        m.start()
+        yield m
+    finally:
+        m.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Served:
+    """A filesystem process serving in the foreground; ``out`` and ``err`` are set once it has exited."""
+
+    proc: subprocess.Popen
+    out: str = ""
+    err: str = ""
+
+
+@contextmanager
+def serving(cmd: list[str], mountpoint: Path) -> Iterator[Served]:
+    """Run ``cmd``, a filesystem that serves ``mountpoint`` in the foreground; wait for the mount, run the body,
+    then unmount and require that the process exits 0. A failing body still leaves nothing mounted or running."""
+    served = Served(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    proc = served.proc
+    try:
+        assert wait_for(lambda: find_mount(str(mountpoint)) is not None and os.path.ismount(mountpoint), 15), (
+            f"{cmd[1:3]} never mounted {mountpoint}")
+        yield served
+        subprocess.run(["umount", str(mountpoint)], check=True)
+        served.out, served.err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+            subprocess.run(["umount", "-l", str(mountpoint)], check=False)
+    assert proc.returncode == 0, served.err

@@ -52,8 +52,6 @@ _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
 _VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads"}
-#: Generic mount words passed on to the kernel.
-_MOUNT_WORDS = frozenset(MOUNT_FLAG_WORDS)
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -80,7 +78,7 @@ def apply_option(config: Config, word: str) -> None:
         return
     name, has_value, text = word.partition("=")
     value: str | None = text if has_value else None
-    if name in _FLAGS or name in _IGNORED_WORDS or name in _MOUNT_WORDS:
+    if name in _FLAGS or name in _IGNORED_WORDS or name in MOUNT_FLAG_WORDS:
         if has_value:
             raise UsageError(f"option {name} takes no value")
     elif not has_value or value == "":
@@ -109,7 +107,7 @@ def apply_option(config: Config, word: str) -> None:
         config.threads = _positive_int(name, value, 1, 64)
     elif name in _IGNORED_WORDS:
         pass
-    elif name in _MOUNT_WORDS:
+    elif name in MOUNT_FLAG_WORDS:
         config.mount_words.append(name)
     else:
         raise UsageError(f"unknown option {word!r}")

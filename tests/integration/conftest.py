@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ..harness import (  # noqa: F401  (re-exported for the test modules)
+    MODES,
     NOBODY,
     SHUNTFS,
     Mount,
@@ -69,9 +70,6 @@ def mount_factory(tree, request):
     yield make
     for m in reversed(mounts):
         m.stop()
-
-
-MODES = {"passthrough": [], "fallback": ["passthrough=off"]}
 
 
 @pytest.fixture(params=list(MODES))

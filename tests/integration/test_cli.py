@@ -13,6 +13,7 @@ import pytest
 
 from shuntfs.mount import find_mount
 
+from ..harness import serving
 from .conftest import SHUNTFS, _pid_alive, as_user, user_python, wait_for
 
 
@@ -180,22 +181,12 @@ def test_debug_trace_goes_to_the_log_file(tree, workdir):
     src, mnt = tree
     (src / "f").write_text("x")
     log = workdir / "shuntfs.log"
-    proc = subprocess.Popen(SHUNTFS + ["-d", "--log-file", str(log), str(src), str(mnt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: find_mount(str(mnt)) is not None, 15)
+    with serving(SHUNTFS + ["-d", "--log-file", str(log), str(src), str(mnt)], mnt) as served:
         assert (mnt / "f").read_text() == "x"
         with pytest.raises(FileNotFoundError):
             os.stat(mnt / "missing")
-        subprocess.run(["umount", str(mnt)], check=True)
-        _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-    assert proc.returncode == 0
     text = log.read_text()
     assert re.search(r"unique=\d+ INIT .*-> OK \(\d+ us\)", text)
     assert re.search(r"unique=\d+ LOOKUP nodeid=1 uid=0 pid=\d+ .*missing.* -> (ENOENT|OK)", text)
     assert re.search(r"unique=\d+ OPEN nodeid=\d+ .*-> OK", text)
-    assert "unique=" not in err  # the trace went to the file, not to stderr
+    assert "unique=" not in served.err  # the trace went to the file, not to stderr

@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 )
 
 from . import posix_ops as px
+from .conftest import MODES as DATA_MODES
 from .conftest import Mount
 
 NOBODY = 65534
@@ -377,7 +378,7 @@ def test_mirror_behaves_like_the_source_filesystem(config, scratch):
 
 # ---- corners that a random walk reaches too rarely, each checked the same way: native and mirror agree
 
-@pytest.fixture(scope="module", params=["passthrough", "fallback"])
+@pytest.fixture(scope="module", params=list(DATA_MODES))
 def pair(request, scratch):
     """(native root, mirror root, mount) for module-wide use; the test clears its own names."""
     base = scratch / f"pair-{request.param}"
@@ -385,7 +386,7 @@ def pair(request, scratch):
     for d in (native, source, mnt):
         d.mkdir(parents=True)
         d.chmod(0o777)
-    m = Mount(source, mnt, ["allow_other"] + (["passthrough=off"] if request.param == "fallback" else [])).start()
+    m = Mount(source, mnt, ["allow_other", *DATA_MODES[request.param]]).start()
     yield native, mnt, m
     m.stop()
 

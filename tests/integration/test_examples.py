@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from shuntfs.mount import find_mount
-
-from .conftest import wait_for
+from ..harness import serving
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -23,10 +20,7 @@ def test_hellofs(workdir):
     backing = workdir / "backing.bin"
     payload = os.urandom(256 * 1024)
     backing.write_bytes(payload)
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "hellofs.py"), str(mnt), str(backing)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+    with serving([sys.executable, str(EXAMPLES / "hellofs.py"), str(mnt), str(backing)], mnt) as served:
         assert sorted(os.listdir(mnt)) == ["data.bin", "hello.txt"]
         assert (mnt / "hello.txt").read_bytes() == b"Hello from shuntfs!\n"
         assert (mnt / "data.bin").read_bytes() == payload
@@ -37,14 +31,7 @@ def test_hellofs(workdir):
             assert e.errno == 30  # EROFS
         else:
             raise AssertionError("writing a read-only file succeeded")
-        subprocess.run(["umount", str(mnt)], check=True)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-    assert proc.returncode == 0, err
-    report = json.loads(out)
+    report = json.loads(served.out)
     assert report["passthrough"] is True
     # hello.txt was read through the filesystem's read(); data.bin's 256 KiB never reached it
     assert report["requests"]["READ"] == 1
@@ -54,10 +41,7 @@ def test_hellofs(workdir):
 def test_memoryfs(workdir):
     mnt = workdir / "mnt"
     mnt.mkdir()
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "memoryfs.py"), str(mnt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+    with serving([sys.executable, str(EXAMPLES / "memoryfs.py"), str(mnt)], mnt):
         (mnt / "dir").mkdir()
         data = os.urandom(300_000)
         (mnt / "dir" / "f").write_bytes(data)
@@ -80,13 +64,6 @@ def test_memoryfs(workdir):
         os.rmdir(mnt / "moved")
         assert (mnt / "hard").read_bytes() == data[:10] and os.stat(mnt / "hard").st_nlink == 1
         assert os.statvfs(mnt).f_namemax == 255
-        subprocess.run(["umount", str(mnt)], check=True)
-        _out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-    assert proc.returncode == 0, err
 
 
 def test_filterfs(workdir):
@@ -98,10 +75,7 @@ def test_filterfs(workdir):
     (src / "project" / ".git" / "config").write_text("[core]")
     (src / "server.key").write_text("secret")
     (src / "notes.txt").write_text("visible")
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "filterfs.py"), str(src), str(mnt)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
+    with serving([sys.executable, str(EXAMPLES / "filterfs.py"), str(src), str(mnt)], mnt) as served:
         assert sorted(os.listdir(mnt)) == ["notes.txt", "project"]
         assert os.listdir(mnt / "project") == ["data.bin"]
         assert not os.path.exists(mnt / "server.key") and not os.path.exists(mnt / "project" / ".git" / "config")
@@ -116,14 +90,7 @@ def test_filterfs(workdir):
             else:
                 raise AssertionError("a change went through the read-only view")
         assert (src / "notes.txt").read_text() == "visible"
-        subprocess.run(["umount", str(mnt)], check=True)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-    assert proc.returncode == 0, err
-    report = json.loads(out)
+    report = json.loads(served.out)
     assert report["passthrough"] is True
     assert report["requests"].get("READ", 0) == 0  # 512 KiB read, none of it through this process
 
@@ -132,17 +99,17 @@ def test_lazyfs_fetches_once_then_passes_through(workdir):
     import http.server
     import threading
 
-    served = workdir / "www"
-    served.mkdir()
+    www = workdir / "www"
+    www.mkdir()
     files = {"small.txt": b"hello over http\n", "big.bin": os.urandom(3 << 20), "with space.txt": b"spaced"}
     for name, body in files.items():
-        (served / name).write_bytes(body)
-    (served / "manifest.json").write_text(json.dumps({n: len(b) for n, b in files.items()}))
+        (www / name).write_bytes(body)
+    (www / "manifest.json").write_text(json.dumps({n: len(b) for n, b in files.items()}))
     gets: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(served), **kwargs)
+            super().__init__(*args, directory=str(www), **kwargs)
 
         def do_GET(self):
             gets.append(self.path)
@@ -156,29 +123,21 @@ def test_lazyfs_fetches_once_then_passes_through(workdir):
     mnt, cache = workdir / "mnt", workdir / "cache"
     mnt.mkdir()
     url = f"http://127.0.0.1:{server.server_address[1]}/"
-    proc = subprocess.Popen([sys.executable, str(EXAMPLES / "lazyfs.py"), url, str(mnt), str(cache)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_for(lambda: find_mount(str(mnt)) is not None and os.path.ismount(mnt), 15)
-        assert sorted(os.listdir(mnt)) == sorted(files)
-        assert os.stat(mnt / "big.bin").st_size == len(files["big.bin"])
-        assert gets == ["/manifest.json"]  # listing and stat fetch nothing
-        for _ in range(3):
-            assert (mnt / "big.bin").read_bytes() == files["big.bin"]
-        assert (mnt / "with space.txt").read_bytes() == b"spaced"
-        assert gets == ["/manifest.json", "/big.bin", "/with%20space.txt"]  # each file fetched once
-        assert (cache / "big.bin").read_bytes() == files["big.bin"]
-        with pytest.raises(OSError) as e:
-            open(mnt / "small.txt", "r+b")
-        assert e.value.errno == 30
-        subprocess.run(["umount", str(mnt)], check=True)
-        out, err = proc.communicate(timeout=15)
+        with serving([sys.executable, str(EXAMPLES / "lazyfs.py"), url, str(mnt), str(cache)], mnt) as served:
+            assert sorted(os.listdir(mnt)) == sorted(files)
+            assert os.stat(mnt / "big.bin").st_size == len(files["big.bin"])
+            assert gets == ["/manifest.json"]  # listing and stat fetch nothing
+            for _ in range(3):
+                assert (mnt / "big.bin").read_bytes() == files["big.bin"]
+            assert (mnt / "with space.txt").read_bytes() == b"spaced"
+            assert gets == ["/manifest.json", "/big.bin", "/with%20space.txt"]  # each file fetched once
+            assert (cache / "big.bin").read_bytes() == files["big.bin"]
+            with pytest.raises(OSError) as e:
+                open(mnt / "small.txt", "r+b")
+            assert e.value.errno == 30
     finally:
         server.shutdown()
-        if proc.poll() is None:
-            proc.kill()
-            subprocess.run(["umount", "-l", str(mnt)], check=False)
-    assert proc.returncode == 0, err
-    report = json.loads(out)
+    report = json.loads(served.out)
     assert report["fetched"] == 2 and report["passthrough"] is True
     assert report["requests"].get("READ", 0) == 0  # 9 MiB read through the mount, none of it through the daemon

@@ -13,15 +13,16 @@ import pytest
 from shuntfs.mirror import Mirror
 from shuntfs.operations import ROOT_INODE, FUSEError, RequestContext
 
+from .conftest import MODES
 from .test_users import nobody_errno
 
 
-@pytest.fixture(params=["passthrough", "fallback"])
+@pytest.fixture(params=list(MODES))
 def shared_file(request, mount_factory, tree):
     src, _mnt = tree
     (src / "f").write_bytes(b"root's data")
     (src / "f").chmod(0o644)
-    m = mount_factory("allow_other", *([] if request.param == "passthrough" else ["passthrough=off"]))
+    m = mount_factory("allow_other", *MODES[request.param])
     m.mode = request.param
     return m
 
@@ -116,10 +117,10 @@ def test_dotdot_lookup_is_refused_by_the_mirror(workdir):
 NAMES = [b"new\nline", b"\xff\xfe invalid utf-8", b"L" * 255, b"tab\tand space ", b"-leading-dash", b"\x01\x7f"]
 
 
-@pytest.mark.parametrize("mode", ["passthrough", "fallback"])
+@pytest.mark.parametrize("mode", list(MODES))
 def test_names_that_are_not_text_round_trip(mount_factory, tree, mode):
     src, mnt = tree
-    mount_factory(*([] if mode == "passthrough" else ["passthrough=off"]))
+    mount_factory(*MODES[mode])
     bmnt, bsrc = os.fsencode(mnt), os.fsencode(src)
     for name in NAMES:
         with open(os.path.join(bmnt, name), "wb") as f:

@@ -11,7 +11,7 @@ import pytest
 
 from shuntfs.mount import find_mount
 
-from .conftest import _pid_alive, as_user, ctl_as, wait_for
+from .conftest import MODES, _pid_alive, as_user, ctl_as, wait_for
 
 NOBODY_UID = 65534
 
@@ -71,7 +71,7 @@ def test_other_users_cannot_query_stats(mount_factory, tree):
     assert "permission denied" in done.stderr
 
 
-@pytest.fixture(params=["passthrough", "fallback"])
+@pytest.fixture(params=list(MODES))
 def shared(request, mount_factory, tree):
     """A root daemon, mounted allow_other over a root-owned tree, as nobody sees it."""
     src, mnt = tree
@@ -88,7 +88,7 @@ def shared(request, mount_factory, tree):
     (src / "team").chmod(0o2777)
     (src / "script").write_text("#!/bin/sh\necho ran\n")
     (src / "script").chmod(0o700)
-    opts = ["allow_other"] + ([] if request.param == "passthrough" else ["passthrough=off"])
+    opts = ["allow_other", *MODES[request.param]]
     m = mount_factory(*opts)
     m.mode = request.param
     assert m.stats()["passthrough"] is (request.param == "passthrough")

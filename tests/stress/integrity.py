@@ -22,12 +22,9 @@ import json
 import mmap
 import os
 import random
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 PAGE = mmap.PAGESIZE
 FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE = 1, 2
@@ -326,30 +323,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     print(f"integrity: seed={seed} ops/mode={args.ops} procs={args.procs}", flush=True)
-    from tests.harness import Mount
+    from tests.harness import scratch_mount
 
     failed = False
     for mode in args.modes.split(","):
-        base = Path(tempfile.mkdtemp(prefix="shuntfs-integrity-"))
-        src, mnt = base / "src", base / "mnt"
-        src.mkdir()
-        mnt.mkdir()
-        m = Mount(src, mnt, [] if mode == "passthrough" else ["passthrough=off"]).start()
-        try:
-            half = args.ops // 2
-            one = single(str(mnt / "single"), str(src / "single"), half, seed)
-            many = shared(str(mnt / "shared"), str(src / "shared"), args.procs, (args.ops - half) // args.procs, seed)
-            one.merge(many)
-            reqs = m.requests()
-            print(f"{mode}: {one.ops} operations, 0 miscompares ({one.seconds:.0f} s single-process phase); "
-                  f"daemon saw READ={reqs.get('READ', 0)} WRITE={reqs.get('WRITE', 0)}", flush=True)
-            print(f"  {dict(sorted(one.by_op.items()))}", flush=True)
-        except Miscompare as e:
-            print(f"{mode}: MISCOMPARE (seed {seed}): {e}", flush=True)
-            failed = True
-        finally:
-            m.stop()
-            shutil.rmtree(base, ignore_errors=True)
+        with scratch_mount(mode, "shuntfs-integrity-") as m:
+            src, mnt = m.source, m.mnt
+            try:
+                half = args.ops // 2
+                one = single(str(mnt / "single"), str(src / "single"), half, seed)
+                many = shared(str(mnt / "shared"), str(src / "shared"), args.procs, (args.ops - half) // args.procs,
+                              seed)
+                one.merge(many)
+                reqs = m.requests()
+                print(f"{mode}: {one.ops} operations, 0 miscompares ({one.seconds:.0f} s single-process phase); "
+                      f"daemon saw READ={reqs.get('READ', 0)} WRITE={reqs.get('WRITE', 0)}", flush=True)
+                print(f"  {dict(sorted(one.by_op.items()))}", flush=True)
+            except Miscompare as e:
+                print(f"{mode}: MISCOMPARE (seed {seed}): {e}", flush=True)
+                failed = True
     return 1 if failed else 0
 
 

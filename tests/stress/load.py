@@ -19,10 +19,8 @@ import os
 import random
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 SHARED = b"shared, read by every worker\n" * 1000
 #: Names a worker keeps at most: 32 workers stay far below the daemon's fd limit however long they run.
@@ -245,15 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     print(f"load: seed={seed} workers={args.workers} seconds/mode={args.seconds}", flush=True)
-    from tests.harness import Mount
+    from tests.harness import scratch_mount
 
     failed = False
     for mode in args.modes.split(","):
-        base = Path(tempfile.mkdtemp(prefix="shuntfs-load-"))
-        (base / "src").mkdir()
-        (base / "mnt").mkdir()
-        m = Mount(base / "src", base / "mnt", [] if mode == "passthrough" else ["passthrough=off"]).start()
-        try:
+        with scratch_mount(mode, "shuntfs-load-") as m:
             r = measured(m, args.workers, args.seconds, seed)
             ok = not r["errors"] and not r["deadlocked"] and r["fds"] <= r["baseline_fds"]
             failed |= not ok
@@ -263,9 +257,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  RSS while loaded (KiB, every {args.seconds / 10:.0f} s): {r['rss_samples_kib']}", flush=True)
             for e in r["errors"][:10]:
                 print(f"  {e}")
-        finally:
-            m.stop()
-            shutil.rmtree(base, ignore_errors=True)
     return 1 if failed else 0
 
 
