@@ -340,6 +340,9 @@ CONFIGS = {
     "root-fallback": (0, ["allow_other", "passthrough=off"]),
     "nobody-passthrough": (NOBODY, ["allow_other"]),
     "nobody-fallback": (NOBODY, ["allow_other", "passthrough=off"]),
+    # every inode but the root kept as a file handle, reopened per call
+    "root-handles": (0, ["allow_other", "inode_fds=1"]),
+    "nobody-handles": (NOBODY, ["allow_other", "inode_fds=1"]),
 }
 
 
@@ -370,6 +373,9 @@ def test_mirror_behaves_like_the_source_filesystem(config, scratch):
             deadline=None, suppress_health_check=list(HealthCheck),
         ))
         counts = m.requests()
+        if "inode_fds=1" in options:
+            fs = m.stats()["filesystem"]
+            assert fs["inode_fds"] == 1 and fs["inodes"] >= 1, fs
         if "passthrough=off" not in options:
             assert counts.get("READ", 0) == 0 and counts.get("WRITE", 0) == 0, counts
     finally:

@@ -1,0 +1,204 @@
+"""The workloads of a benchmark run: fio for data, small programs for metadata. Every figure is a rate: higher is
+better, so a ratio below 1 is slower than native.
+
+Data files and trees are made once, natively, in SOURCE; each target then works on them through its own path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sysconfig
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .targets import BenchmarkError
+
+MIB = 1 << 20
+
+
+@dataclass
+class Params:
+    size_mib: int = 1024
+    runtime_s: int = 5
+    files: int = 10_000
+
+
+@dataclass
+class Workload:
+    name: str
+    unit: str
+    kind: str  # "data" or "metadata"
+    run: Callable[[Path, Params, str], float]
+    #: metadata runs start with cold dentries and inodes (page cache stays warm), on every target alike
+    cold_dentries: bool = False
+
+
+# ---- data, through fio
+
+def _fio(root: Path, params: Params, *args: str) -> dict:
+    cmd = [
+        "fio", "--output-format=json", "--ioengine=psync", "--group_reporting", f"--directory={root}",
+        f"--size={params.size_mib}M", "--name=bench", *args,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise BenchmarkError(f"fio failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+    job = json.loads(done.stdout[done.stdout.index("{"):])["jobs"][0]
+    if job.get("error"):
+        raise BenchmarkError(f"fio job error {job['error']}")
+    return job
+
+
+def _timed(params: Params) -> list[str]:
+    return ["--time_based", f"--runtime={params.runtime_s}"]
+
+
+# Reads use a file laid out natively; warm rows keep the page cache (fio's hints do not reach a passthrough backing
+# file, so a cold row would measure different things on different targets).
+_WARM = ["--filename=read.dat", "--invalidate=0", "--fadvise_hint=0"]
+
+
+def seq_read(root: Path, params: Params, _tag: str) -> float:
+    return _fio(root, params, "--rw=read", "--bs=1M", *_WARM, *_timed(params))["read"]["bw_bytes"] / 1e6
+
+
+def seq_write(root: Path, params: Params, _tag: str) -> float:
+    return _fio(root, params, "--rw=write", "--bs=1M", "--end_fsync=1", "--filename=write.dat")["write"]["bw_bytes"] / 1e6
+
+
+def rand_read(root: Path, params: Params, _tag: str) -> float:
+    job = _fio(root, params, "--rw=randread", "--bs=4k", "--direct=1", "--filename=read.dat", *_timed(params))
+    return job["read"]["iops"]
+
+
+def rand_read_4jobs(root: Path, params: Params, _tag: str) -> float:
+    job = _fio(root, params, "--rw=randread", "--bs=4k", "--direct=1", "--numjobs=4", "--filename=read.dat",
+               *_timed(params))
+    return job["read"]["iops"]
+
+
+def rand_write(root: Path, params: Params, _tag: str) -> float:
+    job = _fio(root, params, "--rw=randwrite", "--bs=4k", "--direct=1", "--filename=write.dat", *_timed(params))
+    return job["write"]["iops"]
+
+
+def mmap_rand_read(root: Path, params: Params, _tag: str) -> float:
+    job = _fio(root, params, "--ioengine=mmap", "--rw=randread", "--bs=4k", *_WARM, *_timed(params))
+    return job["read"]["iops"]
+
+
+# ---- metadata
+
+def create_stat_unlink(root: Path, params: Params, tag: str) -> float:
+    # One directory per target, kept across runs: on ext4 the first files of a new directory cost far more than later
+    # ones, which would hide the difference we measure.
+    d = root / f"csu-{tag.rsplit('-', 1)[0]}"
+    d.mkdir(exist_ok=True)
+    names = [str(d / f"f{i}") for i in range(params.files)]
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    start = time.perf_counter()
+    for n in names:
+        os.close(os.open(n, flags, 0o644))
+    for n in names:
+        os.stat(n)
+    for n in names:
+        os.unlink(n)
+    return params.files / (time.perf_counter() - start)
+
+
+def _command_rate(cmd: list[str], items: int, cwd: Path | None = None, env: dict | None = None) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=cwd, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise BenchmarkError(f"{' '.join(cmd[:2])} failed: {done.stderr.decode(errors='replace').strip()[-200:]}")
+    return items / elapsed
+
+
+def ls_l(root: Path, params: Params, _tag: str) -> float:
+    return _command_rate(["ls", "-l", str(root / "big")], params.files)
+
+
+def tree_walk(root: Path, params: Params, _tag: str) -> float:
+    return _command_rate(["find", str(root / "stdlib"), "-ls"], _count(root / "stdlib"))
+
+
+def tar_extract(root: Path, params: Params, tag: str) -> float:
+    dest = root / f"untar-{tag}"
+    dest.mkdir()
+    try:
+        return _command_rate(["tar", "-xf", str(_TARBALL[0]), "-C", str(dest)], _TARBALL[1])
+    finally:
+        shutil.rmtree(dest)
+
+
+def git_status(root: Path, params: Params, _tag: str) -> float:
+    # Without optional locks git does not rewrite the index, so every run (and every target) sees the same index.
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
+    return _command_rate(["git", "status", "--porcelain"], _count(root / "repo"), cwd=root / "repo", env=env)
+
+
+_COUNTS: dict[str, int] = {}
+_TARBALL: list = [Path(), 0]
+
+
+def _count(tree: Path) -> int:
+    key = tree.name
+    if key not in _COUNTS:
+        _COUNTS[key] = sum(len(dirs) + len(files) for _, dirs, files in os.walk(tree))
+    return _COUNTS[key]
+
+
+WORKLOADS = [
+    Workload("seq read 1 MiB, warm", "MB/s", "data", seq_read),
+    Workload("seq write 1 MiB + fsync", "MB/s", "data", seq_write),
+    Workload("rand read 4 KiB direct", "IOPS", "data", rand_read),
+    Workload("rand read 4 KiB direct, 4 jobs", "IOPS", "data", rand_read_4jobs),
+    Workload("rand write 4 KiB direct", "IOPS", "data", rand_write),
+    Workload("mmap rand read 4 KiB", "IOPS", "data", mmap_rand_read),
+    Workload("create+stat+unlink", "files/s", "metadata", create_stat_unlink, cold_dentries=True),
+    Workload("ls -l of 10k-entry dir", "entries/s", "metadata", ls_l, cold_dentries=True),
+    Workload("find -ls of stdlib copy", "entries/s", "metadata", tree_walk, cold_dentries=True),
+    Workload("tar -x of stdlib", "entries/s", "metadata", tar_extract, cold_dentries=True),
+    Workload("git status", "entries/s", "metadata", git_status, cold_dentries=True),
+]
+
+
+def prepare(source: Path, scratch: Path, params: Params) -> None:
+    """Lay out everything the workloads read, natively: data files, a big directory, stdlib copies, a tarball."""
+    chunk = os.urandom(MIB)
+    for name in ("read.dat", "write.dat"):
+        with open(source / name, "wb") as f:
+            for _ in range(params.size_mib):
+                f.write(chunk)
+    big = source / "big"
+    big.mkdir()
+    for i in range(params.files):
+        (big / f"entry-{i:05d}").write_bytes(b"x" * (i % 7))
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    ignore = shutil.ignore_patterns("site-packages", "dist-packages", "__pycache__", "*.pyc")
+    shutil.copytree(stdlib, source / "stdlib", symlinks=True, ignore=ignore)
+    shutil.copytree(stdlib, source / "repo", symlinks=True, ignore=ignore)
+    git = ["git", "-c", "user.name=bench", "-c", "user.email=bench@localhost", "-C", str(source / "repo")]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "stdlib"]):
+        subprocess.run(git + args, check=True, stdout=subprocess.DEVNULL)
+    tarball = scratch / "stdlib.tar"
+    with tarfile.open(tarball, "w") as tar:
+        tar.add(source / "stdlib", arcname="stdlib")
+    with tarfile.open(tarball) as tar:
+        _TARBALL[:] = [tarball, len(tar.getmembers())]
+    os.sync()
+
+
+def drop_dentries() -> None:
+    """Evict dentries and inodes everywhere (FUSE daemons get FORGETs), keep the page cache."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("2\n")
+    time.sleep(0.3)  # let the daemons take their FORGETs before the clock starts

@@ -1,0 +1,49 @@
+"""The benchmark suite runs end to end at a tiny size: every workload gives a figure on every shuntfs target and
+on native, the JSON and the PNG are written, and nothing stays mounted. (Figures are not judged here: speed is
+the benchmark's business, not a test's.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.workloads import WORKLOADS
+
+from .conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_runs_every_workload_on_every_target(tmp_path):
+    out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--targets", "native,passthrough,fallback,none", "--repeat", "2",
+         "--size-mib", "8", "--runtime", "1", "--files", "300", "--inodes", "3000", "--protocol-seconds", "0.05",
+         "--json", str(out_json), "--png", str(out_png), "--base", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out_json.read_text())
+    for w in WORKLOADS:
+        row = report["results"][w.name]
+        assert row["errors"] == {}, (w.name, row["errors"])
+        expected = {"native", "passthrough", "fallback"} | ({"none"} if w.kind == "metadata" else set())
+        assert set(row["targets"]) == expected, w.name
+        for fig in row["targets"].values():
+            assert len(fig["runs"]) == 2 and all(v > 0 for v in fig["runs"])
+        assert w.name in done.stdout
+    rss = report["rss_per_inode"]
+    assert rss["inodes"] >= 3000 and rss["bytes_per_inode"] > 0
+    assert all(rate > 0 for rate in report["protocol"].values())
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "r.png"], "scratch tree left behind"
+
+
+def test_a_bad_target_is_one_line_and_exit_1(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run", "--targets", "native,zfs"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0 and "unknown target 'zfs'" in done.stderr

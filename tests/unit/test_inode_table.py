@@ -1,0 +1,84 @@
+"""The mirror's inode table on a plain directory: O_PATH fds up to a budget, file handles past it."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from shuntfs.mirror import InodeTable
+from shuntfs.operations import FUSEError
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for i in range(20):
+        (tmp_path / f"f{i}").write_bytes(b"x" * i)
+    (tmp_path / "d").mkdir()
+    os.symlink("f3", tmp_path / "link")
+    return tmp_path
+
+
+def _remember(table: InodeTable, path: Path):
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    return table.remember(fd, os.fstat(fd))
+
+
+def test_inodes_past_the_budget_keep_a_handle_and_no_fd(tree):
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    baseline = _open_fds()
+    table = InodeTable(root_fd, os.fstat(root_fd), max_fds=5)
+    assert table.handles_usable  # root: CAP_DAC_READ_SEARCH, and ext4/tmpfs export handles
+    names = [f"f{i}" for i in range(20)] + ["d", "link"]
+    inodes = {name: _remember(table, tree / name) for name in names}
+    assert len(table) == len(names) + 1
+    assert table.pinned == 5
+    # the table holds its 4 pinned fds and one directory fd of the mount for open_by_handle_at
+    assert _open_fds() == baseline + 4 + 1
+    for name, inode in inodes.items():
+        with table.borrow(inode.nodeid) as fd:
+            st = os.fstat(fd)
+        assert (st.st_ino, st.st_size) == (os.lstat(tree / name).st_ino, os.lstat(tree / name).st_size)
+    assert _open_fds() == baseline + 5, "a lent fd outlived its call"
+    assert [inode.fd for inode in inodes.values()].count(-1) == len(names) - 4
+
+
+def test_a_lookup_of_a_known_inode_counts_and_forget_releases_everything(tree):
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    baseline = _open_fds()
+    table = InodeTable(root_fd, os.fstat(root_fd), max_fds=3)
+    first = [_remember(table, tree / f"f{i}") for i in range(10)]
+    again = [_remember(table, tree / f"f{i}") for i in range(10)]
+    assert [i.nodeid for i in first] == [i.nodeid for i in again]
+    assert all(i.nlookup == 2 for i in first)
+    for inode in first:
+        table.forget(inode.nodeid, 1)
+    assert len(table) == 11
+    for inode in first:
+        table.forget(inode.nodeid, 1)
+    assert len(table) == 1 and table.pinned == 1
+    with pytest.raises(FUSEError) as e:
+        table.borrow(first[-1].nodeid)
+    assert e.value.errno == errno.ESTALE
+    table.close()
+    assert _open_fds() == baseline
+    os.close(root_fd)
+
+
+def test_freed_fd_slots_go_to_new_inodes(tree):
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    table = InodeTable(root_fd, os.fstat(root_fd), max_fds=2)
+    a = _remember(table, tree / "f1")
+    b = _remember(table, tree / "f2")
+    assert a.fd >= 0 and b.fd == -1
+    table.forget(a.nodeid, 1)
+    c = _remember(table, tree / "f3")
+    assert c.fd >= 0
+    table.close()
+    os.close(root_fd)
