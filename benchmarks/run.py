@@ -89,7 +89,9 @@ def _cell(row: dict, name: str) -> str:
     fig = row["targets"].get(name)
     if fig is None:
         return "error" if name in row["errors"] else ""
-    text = f"{fig['median']:.4g} ±{fig['spread_pct']:.0f}%"
+    med = fig["median"]
+    text = f"{med:,.0f}" if med >= 100 else f"{med:.3g}"
+    text += f" ±{fig['spread_pct']:.0f}%"
     native = row["targets"].get("native")
     if native and name != "native":
         text += f" ({fig['median'] / native['median']:.2f}×n"
@@ -151,8 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--png", help="write a chart of the ratios to native here")
     parser.add_argument("--base", help="scratch directory on the filesystem to measure (default: a new one in /var/tmp)")
+    parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's JSON; measure nothing")
     args = parser.parse_args(argv)
     try:
+        if args.report:
+            report = json.loads(Path(args.report).read_text())
+            print_report(report, [n for n in ALL_TARGETS if any(n in r["targets"] or n in r["errors"]
+                                                                  for r in report["results"].values())])
+            return 0
         return _run(args)
     except BenchmarkError as e:
         print(f"benchmark: {e}", file=sys.stderr)
@@ -190,13 +198,24 @@ def _run(args: argparse.Namespace) -> int:
     if args.protocol_seconds:
         report["protocol"] = protocol_bench.measure(args.protocol_seconds)
 
+    print_report(report, names)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    if args.png:
+        problem = plot(report["results"], names, args.png)
+        if problem:
+            print(problem, file=sys.stderr)
+    return 0
+
+
+def print_report(report: dict, names: list[str]) -> None:
     m = report["machine"]
     print(f"\nLinux {m['kernel']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}; "
-          f"median of {args.repeat}, interleaved")
+          f"{report['started']}; median of {report['params']['repeat']}, interleaved")
     print(table(report["results"], names))
     for wname, row in report["results"].items():
         for target, err in row["errors"].items():
-            print(f"  {wname} on {target}: {err}")
+            print(f"  {wname} on {target}: {' '.join(err.split())[:200]}")
     if "rss_per_inode" in report:
         r = report["rss_per_inode"]
         print(f"\ndaemon RSS with {r['inodes']} inodes known: {r['rss_before'] / 2**20:.1f} -> "
@@ -205,13 +224,6 @@ def _run(args: argparse.Namespace) -> int:
         print("\nprotocol layer, no kernel:")
         for name, rate in report["protocol"].items():
             print(f"  {name:24} {rate / 1e3:8.0f} k/s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    if args.png:
-        problem = plot(report["results"], names, args.png)
-        if problem:
-            print(problem, file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -75,11 +75,12 @@ class Target:
         return dict(query(str(self.root))["requests"]) if self.options is not None else {}
 
     def log_tail(self) -> str:
-        """The end of the peer's stderr: why it failed."""
+        """The last line of the peer's stderr: why it failed."""
         try:
-            return self.log.read_text(errors="replace").strip()[-300:]
+            lines = self.log.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
+        return lines[-1] if lines else ""
 
     def alive(self) -> bool:
         return self.name == "native" or (bool(self.pid) and _alive(self.pid))

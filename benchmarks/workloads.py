@@ -48,7 +48,8 @@ def _fio(root: Path, params: Params, *args: str) -> dict:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise BenchmarkError(f"fio failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise BenchmarkError(f"fio failed: {lines[-1] if lines else done.returncode}")
     job = json.loads(done.stdout[done.stdout.index("{"):])["jobs"][0]
     if job.get("error"):
         raise BenchmarkError(f"fio job error {job['error']}")
