@@ -374,8 +374,11 @@ def test_mirror_behaves_like_the_source_filesystem(config, scratch):
         ))
         counts = m.requests()
         if "inode_fds=1" in options:
+            (mnt / "handle-probe").mkdir()
+            (mnt / "handle-probe" / "f").write_bytes(b"x")
+            assert (mnt / "handle-probe" / "f").read_bytes() == b"x"
             fs = m.stats()["filesystem"]
-            assert fs["inode_fds"] == 1 and fs["inodes"] >= 1, fs
+            assert fs["inode_fds"] == 1 and fs["inodes"] >= 3, fs  # the root's fd only; the rest by handle
         if "passthrough=off" not in options:
             assert counts.get("READ", 0) == 0 and counts.get("WRITE", 0) == 0, counts
     finally:

@@ -38,8 +38,13 @@ def test_debug_implies_foreground():
     assert parse_args(["-d", "s", "m"]).foreground
 
 
+def test_inode_fd_budget():
+    assert parse_args(["s", "m"]).inode_fds is None
+    assert parse_args(["-o", "inode_fds=500", "s", "m"]).inode_fds == 500
+
+
 @pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
-                                 "max_stack_depth=3", "fsname"])
+                                 "max_stack_depth=3", "fsname", "inode_fds=0", "inode_fds=many", "inode_fds"])
 def test_bad_options(bad):
     with pytest.raises(UsageError):
         parse_args(["-o", bad, "s", "m"])
