@@ -181,17 +181,10 @@ class InodeTable:
         inode = self._by_id.get(nodeid)
         if inode is None:
             raise FUSEError(errno.ESTALE)
-        return inode if inode.fd >= 0 else self._lend(inode)
-
-    def _lend(self, inode: Inode) -> Inode | _LentFd:
         if inode.fd >= 0:
             return inode
-        try:
-            return _LentFd(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
-        except OSError as e:
-            if e.errno == errno.ESTALE:
-                raise FUSEError(errno.ESTALE) from None  # deleted behind our back
-            raise
+        # ESTALE if the inode was deleted behind our back; the request loop answers it as that errno
+        return _LentFd(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
 
     def remember(self, fd: int, st: os.stat_result) -> Inode:
         """Count one lookup of the inode ``fd`` refers to; the table takes ``fd`` (closing it if already known)."""
