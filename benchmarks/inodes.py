@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -64,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmark: {e}", file=sys.stderr)
         return 1
     finally:
-        subprocess.run(["rm", "-rf", str(base)], check=False)
+        shutil.rmtree(base, ignore_errors=True)
     print(f"{r['inodes']} inodes known: RSS {r['rss_before'] / 2**20:.1f} -> {r['rss_after'] / 2**20:.1f} MiB, "
           f"{r['bytes_per_inode']:.0f} bytes per inode")
     return 0

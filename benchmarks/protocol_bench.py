@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from shuntfs import abi, protocol
 from shuntfs.abi import Opcode

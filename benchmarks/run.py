@@ -72,9 +72,8 @@ def measure(targets: list[Target], params: Params, repeat: int, only: list[str] 
                     runs[t.name].append(w.run(t.root, params, f"{t.name}-{i}"))
                 except (BenchmarkError, OSError) as e:
                     errors[t.name] = str(e)
-                    if not t.alive():
+                    if not t.alive():  # restarted before its next workload, above
                         errors[t.name] += f"; the daemon died: {t.log_tail() or 'no message'}"
-                        t.restart()
         results[w.name] = {
             "unit": w.unit,
             "kind": w.kind,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,11 +57,7 @@ class Target:
                     stderr=log,
                 )
             self.pid = self._proc.pid
-            deadline = time.monotonic() + 20
-            while find_mount(str(self.root)) is None:
-                if self._proc.poll() is not None or time.monotonic() > deadline:
-                    raise BenchmarkError(f"pyfuse3's passthroughfs.py did not mount: {self.log_tail()}")
-                time.sleep(0.05)
+            wait_mounted(self._proc, self.root, lambda: f"pyfuse3's passthroughfs.py did not mount: {self.log_tail()}")
             return
         cmd = [sys.executable, "-m", "shuntfs.cli", str(source), str(self.root)]
         for option in self.options or []:
@@ -112,6 +109,15 @@ class Target:
         self.pid = 0
 
 
+def wait_mounted(proc: subprocess.Popen, mountpoint: Path, failure: Callable[[], str], timeout: float = 20) -> None:
+    """Wait until the foreground server ``proc`` has mounted; BenchmarkError(failure()) if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while find_mount(str(mountpoint)) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise BenchmarkError(failure())
+        time.sleep(0.05)
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -148,8 +154,9 @@ def make_targets(names: list[str]) -> list[Target]:
 def pyfuse3_example(cache: Path) -> Path:
     """pyfuse3's examples/passthroughfs.py from the sdist of the installed pyfuse3 (downloaded once, not vendored)."""
     try:
-        import pyfuse3  # noqa: F401
         from importlib.metadata import version
+
+        import pyfuse3  # noqa: F401
     except ImportError as e:
         raise BenchmarkError(
             f"pyfuse3 is not importable ({e}); apt-get install -y libfuse3-dev pkg-config && pip install pyfuse3"

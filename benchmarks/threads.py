@@ -20,7 +20,7 @@ import time
 from multiprocessing import Process, Queue
 from pathlib import Path
 
-from .targets import BenchmarkError, Target
+from .targets import BenchmarkError, Target, wait_mounted
 
 _SLOW_FS = """
 import sys, time
@@ -75,11 +75,7 @@ def _load(client_fn, root: Path, clients: int, seconds: float) -> float:
 
 def _slow_mount(source: Path, mnt: Path, threads: int) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads)])
-    deadline = time.monotonic() + 10
-    while not os.path.ismount(mnt):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise BenchmarkError("the slow filesystem did not mount")
-        time.sleep(0.02)
+    wait_mounted(proc, mnt, lambda: "the slow filesystem did not mount", timeout=10)
     return proc
 
 
@@ -130,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     print(f"{args.clients} clients at once, calls/s by worker threads:")
-    print(f"| load | " + " | ".join(f"threads={n}" for n in counts) + " |")
+    print("| load | " + " | ".join(f"threads={n}" for n in counts) + " |")
     print("|---|" + "---|" * len(counts))
     for load, by_threads in results.items():
         print(f"| {load} | " + " | ".join(f"{by_threads[n]:.0f}" for n in counts) + " |")

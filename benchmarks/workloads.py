@@ -13,9 +13,9 @@ import subprocess
 import sysconfig
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .targets import BenchmarkError
 
@@ -24,9 +24,15 @@ MIB = 1 << 20
 
 @dataclass
 class Params:
+    """What the workloads are given: sizes from the command line, then what :func:`prepare` laid out."""
+
     size_mib: int = 1024
     runtime_s: int = 5
     files: int = 10_000
+    stdlib_entries: int = 0
+    repo_entries: int = 0
+    tarball: Path = Path()
+    tar_members: int = 0
 
 
 @dataclass
@@ -127,14 +133,14 @@ def ls_l(root: Path, params: Params, _tag: str) -> float:
 
 
 def tree_walk(root: Path, params: Params, _tag: str) -> float:
-    return _command_rate(["find", str(root / "stdlib"), "-ls"], _count(root / "stdlib"))
+    return _command_rate(["find", str(root / "stdlib"), "-ls"], params.stdlib_entries)
 
 
 def tar_extract(root: Path, params: Params, tag: str) -> float:
     dest = root / f"untar-{tag}"
     dest.mkdir()
     try:
-        return _command_rate(["tar", "-xf", str(_TARBALL[0]), "-C", str(dest)], _TARBALL[1])
+        return _command_rate(["tar", "-xf", str(params.tarball), "-C", str(dest)], params.tar_members)
     finally:
         shutil.rmtree(dest)
 
@@ -142,18 +148,11 @@ def tar_extract(root: Path, params: Params, tag: str) -> float:
 def git_status(root: Path, params: Params, _tag: str) -> float:
     # Without optional locks git does not rewrite the index, so every run (and every target) sees the same index.
     env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
-    return _command_rate(["git", "status", "--porcelain"], _count(root / "repo"), cwd=root / "repo", env=env)
+    return _command_rate(["git", "status", "--porcelain"], params.repo_entries, cwd=root / "repo", env=env)
 
 
-_COUNTS: dict[str, int] = {}
-_TARBALL: list = [Path(), 0]
-
-
-def _count(tree: Path) -> int:
-    key = tree.name
-    if key not in _COUNTS:
-        _COUNTS[key] = sum(len(dirs) + len(files) for _, dirs, files in os.walk(tree))
-    return _COUNTS[key]
+def _entries(tree: Path) -> int:
+    return sum(len(dirs) + len(files) for _, dirs, files in os.walk(tree))
 
 
 WORKLOADS = [
@@ -172,7 +171,8 @@ WORKLOADS = [
 
 
 def prepare(source: Path, scratch: Path, params: Params) -> None:
-    """Lay out everything the workloads read, natively: data files, a big directory, stdlib copies, a tarball."""
+    """Lay out everything the workloads read, natively: data files, a big directory, stdlib copies, a tarball;
+    record their sizes in ``params``."""
     chunk = os.urandom(MIB)
     for name in ("read.dat", "write.dat"):
         with open(source / name, "wb") as f:
@@ -193,7 +193,10 @@ def prepare(source: Path, scratch: Path, params: Params) -> None:
     with tarfile.open(tarball, "w") as tar:
         tar.add(source / "stdlib", arcname="stdlib")
     with tarfile.open(tarball) as tar:
-        _TARBALL[:] = [tarball, len(tar.getmembers())]
+        params.tar_members = len(tar.getmembers())
+    params.tarball = tarball
+    params.stdlib_entries = _entries(source / "stdlib")
+    params.repo_entries = _entries(source / "repo")
     os.sync()
 
 
