@@ -16,7 +16,7 @@ import stat
 import threading
 from typing import Any, Callable
 
-from . import abi, protocol
+from . import abi, credentials, protocol
 from .abi import InitFlag, OpenFlag, Opcode, SetattrValid
 from .backing import BackingRegistry
 from .operations import (
@@ -99,6 +99,8 @@ class Dispatcher:
         self._files: dict[int, OpenFile] = {}
         self._next_fh = itertools.count(1).__next__
         self._ops_fsync_overridden = type(ops).fsync is not Operations.fsync
+        #: HANDLE_KILLPRIV_V2 was negotiated: clearing set-id bits on writes is ours
+        self._clear_setid = False
         self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
         for opcode in Opcode:
             handler = getattr(self, "_" + opcode.name.lower(), None)
@@ -131,6 +133,7 @@ class Dispatcher:
         neg, payload = protocol.negotiate(req.arg, self.config)
         self.negotiated = neg
         self.registry.enabled = neg.passthrough
+        self._clear_setid = self.registry.drop_fsetid = neg.has(InitFlag.HANDLE_KILLPRIV_V2)
         if not neg.passthrough:
             self.registry.disabled_reason = (
                 "the kernel did not offer passthrough"
@@ -217,9 +220,19 @@ class Dispatcher:
         return entry_bytes(self.ops.link(req.arg.oldnodeid, req.nodeid, req.arg.newname, self._ctx(req)))
 
     # ---- open files
-    def _open_reply(self, nodeid: int, fi: FileInfo) -> bytes:
+    def _open_reply(self, nodeid: int, fi: FileInfo, req: Request, mode: int | None) -> bytes:
         fd = fi.passthrough_fd
-        backing_id = self.registry.acquire(nodeid, fd)
+        backing = fd
+        if fd is not None and self._clear_setid and req.arg.flags & os.O_ACCMODE:
+            # Backing files are registered without CAP_FSETID and with the daemon's groups, so a passthrough write
+            # would clear set-id bits that the writer keeps natively (root's; S_ISGID of a file in its group). A
+            # writable open of a set-id file gets userspace I/O instead, where WRITE says who lacks CAP_FSETID;
+            # unless the inode is already passthrough (the kernel allows one mode per inode).
+            if mode is None:
+                mode = os.fstat(fd).st_mode
+            if credentials.has_setid_bits(mode):
+                backing = None
+        backing_id = self.registry.acquire(nodeid, backing)
         flags: int
         if backing_id:
             flags = OpenFlag.PASSTHROUGH | (OpenFlag.NOFLUSH if fi.noflush else 0)
@@ -234,26 +247,31 @@ class Dispatcher:
         self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
         return protocol.open_out(kfh, flags, backing_id)
 
-    def _opened(self, nodeid: int, fi: FileInfo, entry: bytes = b"") -> bytes:
+    def _opened(self, nodeid: int, fi: FileInfo, req: Request, attrs: EntryAttributes | None = None) -> bytes:
         """The reply to a successful open/create; a failure here still releases what the handler opened."""
         try:
-            return entry + self._open_reply(nodeid, fi)
+            if attrs is None:
+                if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
+                    # an O_TRUNC open by a caller without CAP_FSETID
+                    credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
+                return self._open_reply(nodeid, fi, req, None)
+            return entry_bytes(attrs) + self._open_reply(nodeid, fi, req, attrs.st_mode)
         except BaseException:
             self.ops.release(fi.fh)
             raise
 
     def _open(self, req: Request) -> bytes:
-        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)))
+        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)), req)
 
     def _create(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
+        return self._opened(attrs.st_ino, fi, req, attrs)
 
     def _tmpfile(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
+        return self._opened(attrs.st_ino, fi, req, attrs)
 
     def _read(self, req: Request) -> list:
         a = req.arg
@@ -266,6 +284,8 @@ class Dispatcher:
         a = req.arg
         record = self._file(a.fh)
         if record.fd >= 0:
+            if a.write_flags & abi.WRITE_KILL_SUIDGID and self._clear_setid:
+                credentials.clear_setid_bits(record.fd, req.gid, req.pid)
             return protocol.write_out(os.pwrite(record.fd, a.data, a.offset))
         return protocol.write_out(self.ops.write(record.fh, a.offset, a.data))
 

@@ -20,7 +20,7 @@ import threading
 from typing import Iterator, Sequence
 
 from . import abi
-from .credentials import acting_as
+from .credentials import acting_as, mode_after_write
 from .operations import (
     NOW,
     DirEntry,
@@ -286,6 +286,9 @@ class Mirror(Operations):
     with the caller's credentials (needed whenever users other than root reach the mount). ``inode_fds`` bounds
     the O_PATH fds held for known inodes (default: half the fd limit); see :class:`InodeTable`."""
 
+    # Every open answers with a passthrough_fd and setattr honours kill_suidgid.
+    clears_setid_bits = True
+
     def __init__(
         self, source: str, *, cache: str = "auto", as_caller: bool = True, inode_fds: int | None = None
     ) -> None:
@@ -351,9 +354,11 @@ class Mirror(Operations):
         self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
     ) -> EntryAttributes:
         with self.inodes.borrow(inode) as fd:
-            return self._setattr(inode, fd, attr, fields, fh)
+            return self._setattr(inode, fd, attr, fields, fh, ctx)
 
-    def _setattr(self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None) -> EntryAttributes:
+    def _setattr(
+        self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
+    ) -> EntryAttributes:
         if fields.update_mode:
             mode = stat.S_IMODE(attr.st_mode)
             if fh is not None:
@@ -369,6 +374,11 @@ class Mirror(Operations):
                 os.ftruncate(fh, attr.st_size)
             else:
                 os.truncate(_proc(fd), attr.st_size)
+            if fields.kill_suidgid:  # a truncate by a caller without CAP_FSETID; we truncated with it
+                st = os.fstat(fd)
+                mode = mode_after_write(st, ctx.gid, ctx.pid)
+                if mode != st.st_mode:
+                    os.chmod(_proc(fd), stat.S_IMODE(mode))
         if fields.update_atime or fields.update_mtime:
             times = (_Timespec * 2)(
                 _timespec(attr.st_atime_ns) if fields.update_atime else _Timespec(0, UTIME_OMIT),

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from . import abi, protocol
+from . import abi, credentials, protocol
 from .abi import InitFlag, Opcode
 from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
@@ -81,6 +81,8 @@ class Session:
             want |= InitFlag.AUTO_INVAL_DATA
         if passthrough:
             want |= InitFlag.PASSTHROUGH
+        if ops.clears_setid_bits and (credentials.CAN_DROP_FSETID or not credentials.has_fsetid()):
+            want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
         self.fd = -1
         self.dev = 0

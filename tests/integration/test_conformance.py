@@ -410,12 +410,13 @@ def on_both(pair, fn, uid=0, gid=0):
 
 
 @pytest.mark.parametrize("who", ["owner", "root"])
-@pytest.mark.parametrize("how", ["write", "truncate", "chown", "chgrp"])
+@pytest.mark.parametrize("how", ["write", "truncate", "open-trunc", "chown", "chgrp"])
 @pytest.mark.parametrize("mode", [0o6755, 0o6745, 0o4700, 0o2770])
 def test_suid_and_sgid_clearing(pair, who, how, mode):
     """A write or truncate by a process without CAP_FSETID drops S_ISUID (and S_ISGID when group-executable);
-    chown drops both for everyone. Under passthrough the kernel writes the backing file with the daemon's
-    credentials, so this checks that the clearing still happens on the FUSE side."""
+    chown drops both for everyone. With HANDLE_KILLPRIV_V2 the kernel leaves this to the server, and under
+    passthrough it writes the backing file with the credentials of BACKING_OPEN, so this checks the library's
+    part in both data modes."""
     uid = NOBODY if who == "owner" else 0
 
     def run(root):
@@ -431,6 +432,8 @@ def test_suid_and_sgid_clearing(pair, who, how, mode):
                 os.close(fd)
             elif how == "truncate":
                 os.truncate(path, 3)
+            elif how == "open-trunc":
+                os.close(os.open(path, os.O_WRONLY | os.O_TRUNC))
             elif how == "chown":
                 os.chown(path, NOBODY if uid else 0, -1)
             else:

@@ -127,3 +127,61 @@ def test_stacked_source_falls_back_per_file(mount_factory, workdir):
     stats = outer.stats()
     assert stats["fallback_opens"] >= 2
     assert stats["requests"].get("READ", 0) > 0
+
+
+def test_passthrough_writes_cost_no_round_trip(mount_factory):
+    """With HANDLE_KILLPRIV_V2 the kernel stops asking for security.capability before each passthrough write
+    (one GETXATTR per write otherwise): many small writes reach the daemon at most once, for the first check."""
+    m = mount_factory()
+    assert "HANDLE_KILLPRIV_V2" in m.stats()["capabilities"]
+    (m.source / "small").write_bytes(b"\0" * 65536)
+    fd = os.open(m.mnt / "small", os.O_WRONLY)
+    try:
+        before = m.requests()
+        for i in range(200):
+            os.pwrite(fd, b"w" * 4096, (i % 16) * 4096)
+        after = m.requests()
+    finally:
+        os.close(fd)
+    assert after.get("WRITE", 0) == before.get("WRITE", 0) == 0
+    assert after.get("GETXATTR", 0) - before.get("GETXATTR", 0) <= 1, (before, after)
+
+
+def test_set_id_files_opened_for_writing_get_userspace_io(mount_factory):
+    """Backing files are registered without CAP_FSETID (so passthrough writes by anyone clear S_ISUID, as the
+    kernel expects of a KILLPRIV_V2 server); a writable open of a set-id file is served in userspace instead, so
+    root's writes keep the bits as they do natively. Read-only opens stay passthrough."""
+    m = mount_factory()
+    src = m.source / "suid"
+    src.write_bytes(b"#!/bin/sh\n")
+    src.chmod(0o4755)
+    with open(m.mnt / "suid", "rb") as f:
+        assert f.read(2) == b"#!"
+    assert m.requests().get("READ", 0) == 0
+    with open(m.mnt / "suid", "ab") as f:
+        f.write(b"echo\n")
+    assert m.requests().get("WRITE", 0) == 1
+    assert src.stat().st_mode & 0o7777 == 0o4755  # root keeps it
+    assert m.stats()["backing_files"] == [] or wait_for(lambda: m.stats()["backing_files"] == [], 5)
+    # a plain file in the same mount is still passthrough for writes
+    with open(m.mnt / "plain", "wb") as f:
+        f.write(b"x" * 8192)
+    assert m.requests().get("WRITE", 0) == 1
+
+
+def test_set_id_bit_set_during_a_passthrough_open_is_cleared_by_its_next_write(mount_factory):
+    """The other half: a file already open for passthrough writing when it becomes set-uid. Its writes never reach
+    the daemon, so the backing file's own credentials must clear the bit; they lack CAP_FSETID, so they do, for
+    any writer (root included: the one case that differs from native, see README "Known limits")."""
+    m = mount_factory()
+    (m.source / "late").write_bytes(b"x")
+    fd = os.open(m.mnt / "late", os.O_WRONLY)
+    try:
+        os.chmod(m.mnt / "late", 0o4755)
+        assert (m.source / "late").stat().st_mode & 0o7777 == 0o4755
+        os.pwrite(fd, b"y", 0)
+    finally:
+        os.close(fd)
+    assert m.requests().get("WRITE", 0) == 0
+    assert (m.source / "late").stat().st_mode & 0o7777 == 0o755
+    assert os.stat(m.mnt / "late").st_mode & 0o7777 == 0o755
