@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 from . import protocol_bench
+from shuntfs.mount import mounts
+
 from .inodes import rss_per_inode
 from .targets import ALL_TARGETS, BenchmarkError, Target, make_targets, pyfuse3_example, require_tools
 from .workloads import WORKLOADS, Params, drop_dentries, prepare
@@ -31,6 +33,15 @@ KIND_TARGETS = {
     "data": ("native", "passthrough", "fallback", "pyfuse3"),
     "metadata": ("native", "passthrough", "fallback", "none", "pyfuse3"),
 }
+
+
+def source_filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (the mount whose st_dev it has)."""
+    dev = os.stat(path).st_dev
+    for entry in mounts():
+        if entry.dev == dev:
+            return entry.fstype
+    return "?"
 
 
 def machine() -> dict:
@@ -177,6 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     source = base / "source"
     source.mkdir()
     report: dict = {"machine": machine(), "params": vars(args), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    report["machine"]["source_fs"] = source_filesystem(source)
     try:
         print("preparing the source tree ...", file=sys.stderr, flush=True)
         prepare(source, base, params)
@@ -209,8 +221,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def print_report(report: dict, names: list[str]) -> None:
     m = report["machine"]
-    print(f"\nLinux {m['kernel']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}; "
-          f"{report['started']}; median of {report['params']['repeat']}, interleaved")
+    print(f"\nLinux {m['kernel']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, "
+          f"source on {m.get('source_fs', '?')}; {report['started']}; median of {report['params']['repeat']}, "
+          "interleaved")
     print(table(report["results"], names))
     for wname, row in report["results"].items():
         for target, err in row["errors"].items():

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 from . import abi, credentials
 
@@ -26,7 +27,6 @@ _CONNECTION_WIDE = {errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOSYS}
 class BackingFile:
     backing_id: int  # 0: this inode is served in cached (userspace) mode while it has opens
     opens: int
-    path: str
 
 
 class BackingRegistry:
@@ -60,8 +60,7 @@ class BackingRegistry:
                 backing_id = self._register(fd)
             if fd is not None and not backing_id:
                 self.fallback_opens += 1
-            path = _fd_path(fd) if backing_id else ""
-            self._files[nodeid] = BackingFile(backing_id, 1, path)
+            self._files[nodeid] = BackingFile(backing_id, 1)
             return backing_id
 
     def release(self, nodeid: int) -> None:
@@ -77,14 +76,15 @@ class BackingRegistry:
             if entry.backing_id:
                 self._close(entry.backing_id)
 
-    def snapshot(self) -> list[dict]:
-        """The registered backing files, for operators (the kernel shows them nowhere)."""
+    def snapshot(self, fd_of: Callable[[int], int | None] = lambda nodeid: None) -> list[dict]:
+        """The registered backing files, for operators (the kernel shows them nowhere). ``fd_of(nodeid)`` gives
+        an fd of an open of that inode, to name its file: paths are looked up here, not on the open path."""
         with self._lock:
-            return [
-                {"id": e.backing_id, "nodeid": n, "path": e.path, "opens": e.opens}
-                for n, e in self._files.items()
-                if e.backing_id
-            ]
+            entries = [(n, e.backing_id, e.opens) for n, e in self._files.items() if e.backing_id]
+        return [
+            {"id": backing_id, "nodeid": n, "path": _fd_path(fd_of(n)), "opens": opens}
+            for n, backing_id, opens in entries
+        ]
 
     def close_all(self) -> None:
         with self._lock:
@@ -124,6 +124,8 @@ class BackingRegistry:
 
 
 def _fd_path(fd: int | None) -> str:
+    if fd is None:
+        return "?"
     try:
         return os.readlink(f"/proc/self/fd/{fd}")
     except OSError:

@@ -15,6 +15,7 @@ import ctypes
 import os
 import platform
 import stat
+import threading
 from typing import Iterator
 
 _SYSCALLS = {
@@ -97,13 +98,20 @@ class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
 
+_thread = threading.local()
+
+
 def _capabilities() -> tuple[_CapHeader, ctypes.Array] | None:
-    """The calling thread's capability sets, or None where capget is unknown or fails."""
+    """The calling thread's capability sets (buffers reused per thread), or None where capget is unknown or fails."""
     if not _numbers[3]:
         return None
-    header = _CapHeader(_CAP_VERSION_3, 0)
-    data = (_CapData * 2)()
-    if _syscall(_numbers[3], ctypes.byref(header), data) != 0:
+    bufs = getattr(_thread, "caps", None)
+    if bufs is None:
+        bufs = _thread.caps = (_CapHeader(), (_CapData * 2)(), ctypes.byref)
+    header, data, byref = bufs
+    header.version = _CAP_VERSION_3
+    header.pid = 0
+    if _syscall(_numbers[3], byref(header), data) != 0:
         return None
     return header, data
 
@@ -142,8 +150,6 @@ def without_fsetid() -> Iterator[None]:
         yield
     finally:
         data[0].effective = saved
-        header.version = _CAP_VERSION_3
-        header.pid = 0
         _syscall(_numbers[4], ctypes.byref(header), data)
 
 

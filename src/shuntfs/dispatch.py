@@ -128,6 +128,18 @@ class Dispatcher:
     def open_files(self) -> int:
         return len(self._files)
 
+    def backing_files(self) -> list[dict]:
+        """The registry's backing files, each named through the fd of one of its opens."""
+
+        def fd_of(nodeid: int) -> int | None:
+            # A release racing with this may close the fd first: the path then reads "?" (this is for operators).
+            for record in list(self._files.values()):
+                if record.nodeid == nodeid and record.fd >= 0:
+                    return record.fd
+            return None
+
+        return self.registry.snapshot(fd_of)
+
     # ---- lifecycle
     def _init(self, req: Request) -> bytes:
         neg, payload = protocol.negotiate(req.arg, self.config)

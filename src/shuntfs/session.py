@@ -248,7 +248,7 @@ class Session:
             "threads": self.threads,
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
-            "backing_files": registry.snapshot() if registry else [],
+            "backing_files": self.dispatcher.backing_files() if self.dispatcher else [],
             "filesystem": (self.dispatcher.ops if self.dispatcher else self.ops).stats(),
         }
 
