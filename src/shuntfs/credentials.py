@@ -28,7 +28,8 @@ _SYSCALLS = {
 }
 
 _libc = ctypes.CDLL(None, use_errno=True)
-#: (setgroups, setfsuid, setfsgid, capget, capset) syscall numbers; zeros where unknown (then AVAILABLE is False and none is used)
+#: (setgroups, setfsuid, setfsgid, capget, capset) syscall numbers; zeros where unknown (then AVAILABLE is False
+#: and none is used)
 _numbers = _SYSCALLS.get(platform.machine(), (0, 0, 0, 0, 0))
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -83,8 +84,8 @@ def acting_as(uid: int, gid: int, pid: int) -> Iterator[None]:
 # ---- CAP_FSETID and the set-id bits
 #
 # A write or truncate by a process without CAP_FSETID clears S_ISUID, and S_ISGID when the file is group-executable
-# (otherwise S_ISGID marks mandatory locking and stays). With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves that to the
-# server, so the library does it for the files it serves I/O for.
+# or the writer is not in the file's group. With FUSE_HANDLE_KILLPRIV_V2 the kernel leaves that to the server, so
+# the library does it for the files it serves I/O for.
 
 _CAP_FSETID = 4
 _CAP_VERSION_3 = 0x20080522

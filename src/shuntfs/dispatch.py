@@ -262,11 +262,12 @@ class Dispatcher:
     def _opened(self, nodeid: int, fi: FileInfo, req: Request, attrs: EntryAttributes | None = None) -> bytes:
         """The reply to a successful open/create; a failure here still releases what the handler opened."""
         try:
+            if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
+                # an O_TRUNC open by a caller without CAP_FSETID
+                credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
             if attrs is None:
-                if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
-                    # an O_TRUNC open by a caller without CAP_FSETID
-                    credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
                 return self._open_reply(nodeid, fi, req, None)
+            # attrs may predate the clearing above; a stale set-id bit only costs passthrough for this open
             return entry_bytes(attrs) + self._open_reply(nodeid, fi, req, attrs.st_mode)
         except BaseException:
             self.ops.release(fi.fh)

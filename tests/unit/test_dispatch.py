@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import struct
 
 import pytest
@@ -179,3 +180,34 @@ def test_statx_falls_back_to_getattr():
     ino, size = struct.unpack_from("<QQ", out, 32 + 32)
     mode, = struct.unpack_from("<H", out, 32 + 28)
     assert (mask, ino, size, mode) == (abi.STATX_BASIC_STATS, 77, 123, 0o100600)
+
+
+def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
+    """With HANDLE_KILLPRIV_V2 negotiated the dispatcher clears set-id bits on a flagged WRITE, and keeps writable
+    opens of set-id files out of passthrough (root keeps the bits natively; backing files write without
+    CAP_FSETID)."""
+    path = tmp_path / "f"
+    path.write_bytes(b"0123")
+    path.chmod(0o4755)
+    fd = os.open(path, os.O_RDWR)
+    not_fuse = os.open(os.devnull, os.O_RDONLY)
+    try:
+        d = Dispatcher(Fake(fd), BackingRegistry(not_fuse, enabled=True), protocol.InitConfig(want=0))
+        d._clear_setid = True
+        out = d.table[Opcode.OPEN](req(Opcode.OPEN, protocol.Open(os.O_RDWR, 0), nodeid=9))
+        kfh = struct.unpack("<QIi", out)[0]
+        assert d.registry.fallback_opens == 0  # never offered for passthrough, so not a refused one
+        view = memoryview(b"A")
+        d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 0, 1, 0, 0, 0, view), nodeid=9))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o4755  # no kill flag: a writer with CAP_FSETID
+        flags = abi.WRITE_KILL_SUIDGID
+        d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 1, 1, flags, 0, 0, view), nodeid=9))
+        assert stat.S_IMODE(path.stat().st_mode) == 0o755
+        assert path.read_bytes() == b"AA23"
+        d.table[Opcode.RELEASE](req(Opcode.RELEASE, protocol.Release(kfh, 0, 0, 0), nodeid=9))
+        # the same file without set-id bits is offered for passthrough (refused here: /dev/null is no /dev/fuse)
+        d.table[Opcode.OPEN](req(Opcode.OPEN, protocol.Open(os.O_RDWR, 0), nodeid=9))
+        assert d.registry.fallback_opens == 1
+    finally:
+        os.close(fd)
+        os.close(not_fuse)
