@@ -21,9 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import protocol_bench
 from shuntfs.mount import mounts
 
+from . import protocol_bench
 from .inodes import rss_per_inode
 from .targets import ALL_TARGETS, BenchmarkError, Target, make_targets, pyfuse3_example, require_tools
 from .workloads import WORKLOADS, Params, drop_dentries, prepare
