@@ -138,6 +138,7 @@ def rss_bytes(pid: int) -> int:
 ALL_TARGETS = {
     "native": ("native", None),
     "passthrough": ("shuntfs passthrough", []),
+    "killpriv": ("shuntfs passthrough, killpriv=on", ["killpriv=on"]),
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
     "pyfuse3": ("pyfuse3 passthroughfs.py", None),

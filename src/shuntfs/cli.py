@@ -41,6 +41,7 @@ class Config:
     max_stack_depth: int | None = None
     threads: int = 2
     inode_fds: int | None = None
+    killpriv: bool = False
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 
@@ -52,7 +53,7 @@ _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser",
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -108,6 +109,8 @@ def apply_option(config: Config, word: str) -> None:
         config.threads = _positive_int(name, value, 1, 64)
     elif name == "inode_fds":
         config.inode_fds = _positive_int(name, value, 1, 1 << 30)
+    elif name == "killpriv":
+        config.killpriv = _on_off(name, value)
     elif name in _IGNORED_WORDS:
         pass
     elif name in MOUNT_FLAG_WORDS:
@@ -163,7 +166,7 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, and noexec, noatime and the like."
+        "inode_fds=N, killpriv=on|off, and noexec, noatime and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -279,7 +282,7 @@ def run(config: Config, report) -> int:
 
     raise_fd_limit()
     passthrough = config.passthrough and has_cap_sys_admin()
-    ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds)
+    ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv)
     options = MountOptions(
         fsname=config.fsname or os.path.realpath(config.source),
         allow_other=config.allow_other,

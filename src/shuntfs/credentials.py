@@ -108,11 +108,11 @@ def _capabilities() -> tuple[_CapHeader, ctypes.Array] | None:
         return None
     bufs = getattr(_thread, "caps", None)
     if bufs is None:
-        bufs = _thread.caps = (_CapHeader(), (_CapData * 2)(), ctypes.byref)
-    header, data, byref = bufs
+        bufs = _thread.caps = (_CapHeader(), (_CapData * 2)())
+    header, data = bufs
     header.version = _CAP_VERSION_3
     header.pid = 0
-    if _syscall(_numbers[3], byref(header), data) != 0:
+    if _syscall(_numbers[3], ctypes.byref(header), data) != 0:
         return None
     return header, data
 
@@ -158,7 +158,7 @@ def mode_after_write(st: os.stat_result, gid: int, pid: int) -> int:
     """The mode of file ``st`` after a write or truncate by a caller without CAP_FSETID (fsgid ``gid``, thread
     ``pid``): S_ISUID goes; S_ISGID goes if the file is group-executable or the caller is not in its group."""
     mode = st.st_mode
-    if not stat.S_ISREG(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+    if not has_setid_bits(mode):
         return mode
     mode &= ~stat.S_ISUID
     if mode & stat.S_ISGID and (
@@ -173,8 +173,9 @@ def has_setid_bits(mode: int) -> bool:
 
 
 def clear_setid_bits(fd: int, gid: int, pid: int) -> None:
-    """Do to the file open at ``fd`` (not O_PATH) what a write by that caller would do to its set-id bits."""
+    """Do to the file at ``fd`` what a write by that caller would do to its set-id bits. ``fd`` may be O_PATH:
+    the rare chmod goes through its /proc link, which fchmod on O_PATH would refuse."""
     st = os.fstat(fd)
     mode = mode_after_write(st, gid, pid)
     if mode != st.st_mode:
-        os.fchmod(fd, stat.S_IMODE(mode))
+        os.chmod(f"/proc/self/fd/{fd}", stat.S_IMODE(mode))

@@ -387,7 +387,11 @@ def test_mirror_behaves_like_the_source_filesystem(config, scratch):
 
 # ---- corners that a random walk reaches too rarely, each checked the same way: native and mirror agree
 
-@pytest.fixture(scope="module", params=list(DATA_MODES))
+#: the data modes, and passthrough with HANDLE_KILLPRIV_V2 (where the library clears set-id bits itself)
+PAIR_MODES = {**DATA_MODES, "killpriv": ["killpriv=on"]}
+
+
+@pytest.fixture(scope="module", params=list(PAIR_MODES))
 def pair(request, scratch):
     """(native root, mirror root, mount) for module-wide use; the test clears its own names."""
     base = scratch / f"pair-{request.param}"
@@ -395,7 +399,7 @@ def pair(request, scratch):
     for d in (native, source, mnt):
         d.mkdir(parents=True)
         d.chmod(0o777)
-    m = Mount(source, mnt, ["allow_other", *DATA_MODES[request.param]]).start()
+    m = Mount(source, mnt, ["allow_other", *PAIR_MODES[request.param]]).start()
     yield native, mnt, m
     m.stop()
 

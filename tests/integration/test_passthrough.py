@@ -129,10 +129,14 @@ def test_stacked_source_falls_back_per_file(mount_factory, workdir):
     assert stats["requests"].get("READ", 0) > 0
 
 
+def test_killpriv_is_opt_in(mount_factory):
+    assert "HANDLE_KILLPRIV_V2" not in mount_factory().stats()["capabilities"]
+
+
 def test_passthrough_writes_cost_no_round_trip(mount_factory):
-    """With HANDLE_KILLPRIV_V2 the kernel stops asking for security.capability before each passthrough write
-    (one GETXATTR per write otherwise): many small writes reach the daemon at most once, for the first check."""
-    m = mount_factory()
+    """With HANDLE_KILLPRIV_V2 (-o killpriv=on) the kernel stops asking for security.capability before each
+    passthrough write (one GETXATTR per write otherwise): many small writes reach the daemon at most once."""
+    m = mount_factory("killpriv=on")
     assert "HANDLE_KILLPRIV_V2" in m.stats()["capabilities"]
     (m.source / "small").write_bytes(b"\0" * 65536)
     fd = os.open(m.mnt / "small", os.O_WRONLY)
@@ -151,7 +155,7 @@ def test_set_id_files_opened_for_writing_get_userspace_io(mount_factory):
     """Backing files are registered without CAP_FSETID (so passthrough writes by anyone clear S_ISUID, as the
     kernel expects of a KILLPRIV_V2 server); a writable open of a set-id file is served in userspace instead, so
     root's writes keep the bits as they do natively. Read-only opens stay passthrough."""
-    m = mount_factory()
+    m = mount_factory("killpriv=on")
     src = m.source / "suid"
     src.write_bytes(b"#!/bin/sh\n")
     src.chmod(0o4755)
@@ -173,7 +177,7 @@ def test_set_id_bit_set_during_a_passthrough_open_is_cleared_by_its_next_write(m
     """The other half: a file already open for passthrough writing when it becomes set-uid. Its writes never reach
     the daemon, so the backing file's own credentials must clear the bit; they lack CAP_FSETID, so they do, for
     any writer (root included: the one case that differs from native, see README "Known limits")."""
-    m = mount_factory()
+    m = mount_factory("killpriv=on")
     (m.source / "late").write_bytes(b"x")
     fd = os.open(m.mnt / "late", os.O_WRONLY)
     try:

@@ -43,8 +43,14 @@ def test_inode_fd_budget():
     assert parse_args(["-o", "inode_fds=500", "s", "m"]).inode_fds == 500
 
 
+def test_killpriv_is_off_unless_asked():
+    assert parse_args(["s", "m"]).killpriv is False
+    assert parse_args(["-o", "killpriv=on", "s", "m"]).killpriv is True
+
+
 @pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
-                                 "max_stack_depth=3", "fsname", "inode_fds=0", "inode_fds=many", "inode_fds"])
+                                 "max_stack_depth=3", "fsname", "inode_fds=0", "inode_fds=many", "inode_fds",
+                                 "killpriv=maybe"])
 def test_bad_options(bad):
     with pytest.raises(UsageError):
         parse_args(["-o", bad, "s", "m"])
