@@ -190,6 +190,18 @@ class NotifyCode(enum.IntEnum):
 
 EXPIRE_ONLY = 1
 
+# ---- FUSE over io_uring (6.14+): commands, the per-entry header and the command area of the SQE
+URING_CMD_REGISTER = 1
+URING_CMD_COMMIT_AND_FETCH = 2
+#: fuse_uring_req_header: in_out (in or out header) @0, op_in (the first request argument) @128, ring_ent_in_out @256.
+URING_HEADER_SIZE = 288
+URING_OP_IN = 128
+URING_OP_IN_MAX = 128
+#: ring_ent_in_out.payload_sz: how many bytes of the payload buffer the message uses, both ways.
+URING_PAYLOAD_SZ = 256 + 16
+URING_CMD_REQ = struct.Struct("<QQH6x")  # flags commit_id qid
+URING_MIN_PAYLOAD = 8192
+
 # ---- struct layouts (little-endian host order on every platform Linux FUSE runs on that we support)
 IN_HEADER = struct.Struct("<IIQQIIIHH")  # len opcode unique nodeid uid gid pid total_extlen pad
 OUT_HEADER = struct.Struct("<IiQ")  # len error unique

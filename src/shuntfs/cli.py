@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from . import __version__, abi
+from . import __version__, abi, rings
 from .mirror import CACHE_MODES, Mirror
 from .mount import MOUNT_FLAG_WORDS, MountError, MountOptions, find_mount
 
@@ -42,6 +42,7 @@ class Config:
     threads: int = 2
     inode_fds: int | None = None
     killpriv: bool = False
+    io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 
@@ -53,7 +54,7 @@ _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser",
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -111,6 +112,8 @@ def apply_option(config: Config, word: str) -> None:
         config.inode_fds = _positive_int(name, value, 1, 1 << 30)
     elif name == "killpriv":
         config.killpriv = _on_off(name, value)
+    elif name == "io_uring":
+        config.io_uring = _on_off(name, value)
     elif name in _IGNORED_WORDS:
         pass
     elif name in MOUNT_FLAG_WORDS:
@@ -166,7 +169,7 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, killpriv=on|off, and noexec, noatime and the like."
+        "inode_fds=N, killpriv=on|off, io_uring=on|off, and noexec, noatime and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -299,6 +302,7 @@ def run(config: Config, report) -> int:
         threads=config.threads,
         cache_symlinks=config.cache != "none",
         auto_unmount=config.auto_unmount,
+        io_uring=config.io_uring is not False and rings.usable(quiet=config.io_uring is None),
     )
     try:
         session.mount()

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from . import abi, credentials, protocol
+from . import abi, credentials, protocol, rings
 from .abi import InitFlag, Opcode
 from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
@@ -52,6 +52,11 @@ class Session:
 
     ``mount()`` makes the mount, ``start()`` runs the workers, ``wait()`` returns when the filesystem is unmounted;
     ``serve()`` does all three.
+
+    ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by a thread
+    pinned to that CPU, with ``ring_depth`` entries. The kernel offers it only when the fuse module's enable_uring is
+    on (``rings.usable()`` turns it on, as root); otherwise, or if registering fails, requests stay on /dev/fuse.
+    Handlers then run on the queue threads as well as the ``threads`` /dev/fuse workers.
     """
 
     def __init__(
@@ -67,6 +72,8 @@ class Session:
         cache_symlinks: bool = True,
         auto_inval_data: bool = True,
         auto_unmount: bool = True,
+        io_uring: bool = False,
+        ring_depth: int = 2,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
@@ -81,6 +88,10 @@ class Session:
             want |= InitFlag.AUTO_INVAL_DATA
         if passthrough:
             want |= InitFlag.PASSTHROUGH
+        if io_uring:
+            want |= InitFlag.OVER_IO_URING
+        self.ring_depth = max(1, ring_depth)
+        self._queues: list[rings.Queue] = []
         if ops.clears_setid_bits and (credentials.CAN_DROP_FSETID or not credentials.has_fsetid()):
             want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
@@ -145,8 +156,8 @@ class Session:
 
     def wait(self) -> None:
         """Block until every worker has seen the end of the connection."""
-        for t in self._workers:
-            while t.is_alive():
+        while any(t.is_alive() for t in self._workers):  # queue threads join the list after INIT
+            for t in list(self._workers):
                 t.join(0.5)
         self.close()
 
@@ -246,6 +257,12 @@ class Session:
             "max_write": neg.max_write if neg else None,
             "max_stack_depth": neg.max_stack_depth if neg else None,
             "threads": self.threads,
+            "transport": "io_uring" if self._queues else "/dev/fuse",
+            "io_uring_queues": [
+                {"qid": q.qid, "entries": len(q.entries), "requests": sum(c),
+                 "error": os.strerror(q.error) if q.error else None}
+                for q, c in zip(self._queues, self._counts[len(self._worker_fds):])
+            ],
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
             "backing_files": self.dispatcher.backing_files() if self.dispatcher else [],
@@ -298,8 +315,6 @@ class Session:
         bufsize = max(abi.MIN_READ_BUFFER, self.config.max_write + abi.READ_BUFFER_OVERHEAD + 4096)
         buf = bytearray(bufsize)
         view = memoryview(buf)
-        table = self.dispatcher.table
-        ntable = len(table)
         readv, write, writev = os.readv, os.write, os.writev
         decode = protocol.decode
         debug = self.debug
@@ -320,38 +335,9 @@ class Session:
             except protocol.ProtocolError as e:
                 self._answer_malformed(fd, view[:n], e)
                 continue
-            opcode = req.opcode
-            counts[opcode if opcode < ntable else 0] += 1
-            handler = table[opcode] if opcode < ntable else None
-            error = 0
-            try:
-                if handler is None:
-                    if opcode in protocol.NO_REPLY:
-                        continue
-                    raise FUSEError(_UNSUPPORTED_ERRNO)
-                payload = handler(req)
-            except FUSEError as e:
-                error = e.errno
-            except OSError as e:
-                error = e.errno or errno.EIO
-            except Exception:
-                log.exception("handler for %r failed", req)
-                error = errno.EIO
-            if error:
-                reply: Any = protocol.reply_error(req.unique, error)
-            elif payload is NO_REPLY:
-                if debug:
-                    self._trace(req, 0, started)
+            reply = self._respond(req, counts, started)
+            if reply is None:
                 continue
-            elif payload is None:
-                reply = protocol.reply_empty(req.unique)
-            elif type(payload) is list:
-                reply = payload
-                reply.insert(0, protocol.reply_header(req.unique, sum(map(len, payload))))
-            else:
-                reply = protocol.reply_bytes(req.unique, payload)
-            if debug:
-                self._trace(req, error, started)
             try:
                 if type(reply) is list:
                     writev(fd, reply)
@@ -363,8 +349,43 @@ class Session:
                 if e.errno in _END_ERRNOS:
                     return
                 log.error("reply to %r rejected: %s", req, e)
-            if opcode == Opcode.INIT:
+            if req.opcode == Opcode.INIT:
                 self._after_init()
+
+    def _respond(self, req: protocol.Request, counts: list[int], started: float) -> Any:
+        """Run the handler of ``req``; the reply message (bytes, or a list of buffers whose first is the header), or
+        None when the request takes no reply."""
+        table = self.dispatcher.table  # type: ignore[union-attr]
+        opcode = req.opcode
+        known = opcode < len(table)
+        counts[opcode if known else 0] += 1
+        handler = table[opcode] if known else None
+        error = 0
+        try:
+            if handler is None:
+                if opcode in protocol.NO_REPLY:
+                    return None
+                raise FUSEError(_UNSUPPORTED_ERRNO)
+            payload = handler(req)
+        except FUSEError as e:
+            error = e.errno
+        except OSError as e:
+            error = e.errno or errno.EIO
+        except Exception:
+            log.exception("handler for %r failed", req)
+            error = errno.EIO
+        if self.debug:
+            self._trace(req, error, started)
+        if error:
+            return protocol.reply_error(req.unique, error)
+        if payload is NO_REPLY:
+            return None
+        if payload is None:
+            return protocol.reply_empty(req.unique)
+        if type(payload) is list:
+            payload.insert(0, protocol.reply_header(req.unique, sum(map(len, payload))))
+            return payload
+        return protocol.reply_bytes(req.unique, payload)
 
     def _answer_malformed(self, fd: int, data: memoryview, e: Exception) -> None:
         log.error("malformed request (%d bytes): %s", len(data), e)
@@ -382,12 +403,36 @@ class Session:
             return
         for problem in neg.errors:
             log.error("INIT: %s", problem)
+        uring = neg.has(InitFlag.OVER_IO_URING)
+        if uring:
+            self._start_queues(neg)
         log.info(
-            "connected: protocol 7.%d (kernel 7.%d), passthrough %s",
+            "connected: protocol 7.%d (kernel 7.%d), passthrough %s, %s",
             neg.minor,
             neg.kernel_minor,
             "on" if neg.passthrough else "off",
+            f"io_uring ({len(self._queues)} queues)" if uring else "/dev/fuse",
         )
+
+    def _start_queues(self, neg: protocol.Negotiated) -> None:
+        """After INIT, if the kernel took OVER_IO_URING: one pinned thread per queue. Until every queue has an entry
+        the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
+        payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
+        for qid in range(rings.possible_cpus()):
+            queue = rings.Queue(self.fd, qid, self.ring_depth, payload)
+            counts = [0] * (abi.MAX_OPCODE + 1)
+            self._counts.append(counts)
+            self._queues.append(queue)
+            t = threading.Thread(target=self._run_queue, args=(queue, counts), name=f"shuntfs-q{qid}", daemon=True)
+            self._workers.append(t)
+            t.start()
+
+    def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:
+        try:
+            queue.serve(self._respond, counts, self.debug)
+        except Exception:
+            log.exception("io_uring queue %d failed; unmounting", queue.qid)
+            self.unmount()
 
     def _trace(self, req: protocol.Request, error: int, started: float) -> None:
         took = (time.perf_counter() - started) * 1e6

@@ -1,0 +1,157 @@
+"""FUSE over io_uring: one queue per possible CPU, each a ring of entries served by a thread pinned to that CPU.
+
+The kernel puts a request on the queue of the CPU its caller runs on. With the serving thread pinned to that CPU, the
+caller and the daemon hand that CPU to each other, where /dev/fuse wakes whichever reader waits, often on the other
+CPU; that cross-CPU wake-up was half of a metadata round trip on our 2-CPU VM. INIT, FORGET, INTERRUPT and
+notifications stay on /dev/fuse, so the /dev/fuse workers keep running beside the queues.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import time
+from typing import Any, Callable
+
+from . import abi, protocol, uring
+
+log = logging.getLogger("shuntfs")
+
+_PARAMETER = "/sys/module/fuse/parameters/enable_uring"
+
+Respond = Callable[[protocol.Request, list, float], Any]
+
+
+def kernel_allows() -> bool | None:
+    """Whether the fuse module lets servers use io_uring (module parameter enable_uring); None: no such kernel."""
+    try:
+        with open(_PARAMETER) as f:
+            return f.read().strip() in ("Y", "1")
+    except OSError:
+        return None
+
+
+def allow_in_kernel() -> None:
+    """Set the fuse module's enable_uring (root). It only lets servers opt in; others keep using /dev/fuse."""
+    with open(_PARAMETER, "w") as f:
+        f.write("Y")
+
+
+def usable(quiet: bool = False) -> bool:
+    """Whether FUSE over io_uring can be asked for. Turns on the fuse module's enable_uring when we may: the switch
+    only lets servers opt in, so other FUSE servers are unaffected."""
+    say = log.info if quiet else log.warning
+    allowed = kernel_allows()
+    if allowed is None or not uring.supported_arch():
+        say("io_uring: this kernel or machine has no FUSE over io_uring; using /dev/fuse")
+        return False
+    if not allowed:
+        try:
+            allow_in_kernel()
+        except OSError as e:
+            say("io_uring: cannot turn on the fuse module's enable_uring (%s); using /dev/fuse", e.strerror)
+            return False
+        log.info("io_uring: turned on the fuse module's enable_uring")
+    return True
+
+
+def possible_cpus() -> int:
+    """The kernel makes one queue per possible CPU (num_possible_cpus), online or not."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    count = 0
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
+class _Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class Entry:
+    """One ring entry's memory: a buffer laid out as protocol.ring_request expects, and the two iovecs the kernel
+    copies requests and replies through (header area, payload)."""
+
+    def __init__(self, payload_size: int) -> None:
+        self.buf = bytearray(protocol.RING_PAYLOAD + payload_size)
+        self.view = memoryview(self.buf)
+        self._pin = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)  # also keeps the buffer from moving
+        base = ctypes.addressof(self._pin)
+        self.iov = (_Iovec * 2)(
+            _Iovec(base, abi.URING_HEADER_SIZE), _Iovec(base + protocol.RING_PAYLOAD, payload_size)
+        )
+        self.iov_addr = ctypes.addressof(self.iov)
+
+
+class Queue:
+    """Queue ``qid`` of the connection on ``devfd``: ``depth`` entries, served by the thread that calls serve()."""
+
+    def __init__(self, devfd: int, qid: int, depth: int, payload_size: int) -> None:
+        self.devfd = devfd
+        self.qid = qid
+        self.entries = [Entry(max(payload_size, abi.URING_MIN_PAYLOAD)) for _ in range(depth)]
+        self.error = 0  # the first failure the kernel reported for an entry
+        self.registered = False
+
+    def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
+        """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
+        try:
+            os.sched_setaffinity(0, {self.qid})
+        except OSError:
+            pass  # a possible CPU that is offline: its queue only serves callers after it comes up
+        ring = uring.Ring(2 * len(self.entries), uring.SETUP_SQE128)
+        try:
+            self._serve(ring, respond, counts, debug)
+        finally:
+            ring.close()
+
+    def _serve(self, ring: uring.Ring, respond: Respond, counts: list[int], debug: bool) -> None:
+        devfd, qid, entries = self.devfd, self.qid, self.entries
+        pack_cmd = abi.URING_CMD_REQ.pack
+        put = ring.put_uring_cmd
+        for i, e in enumerate(entries):
+            put(devfd, abi.URING_CMD_REGISTER, e.iov_addr, 2, i, pack_cmd(0, 0, qid))
+        self.registered = True
+        live = len(entries)
+        commit = abi.URING_CMD_COMMIT_AND_FETCH
+        decode, ring_request, ring_reply = protocol.decode, protocol.ring_request, protocol.ring_reply
+        while live:
+            ring.enter(1)
+            for index, res in ring.completions():
+                e = entries[index]
+                if res < 0:
+                    live -= 1
+                    if not self.error:
+                        self.error = -res
+                    if -res not in (errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV):
+                        log.error("io_uring queue %d: %s", qid, os.strerror(-res))
+                    continue
+                started = time.perf_counter() if debug else 0.0
+                view = e.view
+                try:
+                    req = decode(ring_request(view))
+                except protocol.ProtocolError as exc:
+                    log.error("malformed request in io_uring queue %d: %s", qid, exc)
+                    head = protocol.peek_header(view)
+                    unique = head[1] if head else 0
+                    reply: Any = protocol.reply_error(unique, errno.EIO)
+                else:
+                    unique = req.unique
+                    reply = respond(req, counts, started)
+                    if reply is None:
+                        # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be
+                        # committed to take the next request, so anything else gets one.
+                        reply = protocol.reply_error(unique, errno.ENOSYS)
+                try:
+                    ring_reply(view, reply)
+                except ValueError:
+                    log.error("reply to %r does not fit the io_uring payload buffer", req)
+                    ring_reply(view, protocol.reply_error(unique, errno.EIO))
+                put(devfd, commit, e.iov_addr, 2, index, pack_cmd(0, unique, qid))

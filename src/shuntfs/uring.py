@@ -1,0 +1,167 @@
+"""A minimal io_uring: one ring of 128-byte SQEs driven through the raw syscalls, enough for IORING_OP_URING_CMD.
+
+There is no liburing binding in the standard library, and FUSE over io_uring needs only a handful of things: set up a
+ring with IORING_SETUP_SQE128, map it, put uring commands in it, submit and wait. The ring belongs to one thread,
+which both submits and waits: completions of uring commands run as task work of the submitting task.
+
+Ring indices are shared with the kernel. Plain loads and stores through ctypes are enough on x86-64 (stores are not
+reordered with stores, loads not with loads); other architectures would need barriers, so ``Ring`` refuses them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import platform
+import struct
+
+_SYS_SETUP = 425
+_SYS_ENTER = 426
+
+SETUP_SQE128 = 1 << 10
+SETUP_CQSIZE = 1 << 3
+SETUP_COOP_TASKRUN = 1 << 8
+SETUP_SINGLE_ISSUER = 1 << 12
+ENTER_GETEVENTS = 1
+FEAT_SINGLE_MMAP = 1
+
+OP_URING_CMD = 46
+_OFF_SQ_RING = 0
+_OFF_CQ_RING = 0x8000000
+_OFF_SQES = 0x10000000
+
+SQE_SIZE = 128
+CQE = struct.Struct("<QiI")  # user_data res flags
+
+# io_uring_params: 10 u32, then sq_off (7 u32 + resv u32 + u64) and cq_off (same shape).
+_PARAMS = struct.Struct("<IIIIII I 3I IIIIIIIIQ IIIIIIIIQ")
+# The head of a uring-command SQE: opcode flags ioprio fd cmd_op pad addr len uring_cmd_flags user_data.
+_SQE_HEAD = struct.Struct("<BBHiIIQIIQ")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
+def supported_arch() -> bool:
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+class Ring:
+    """An io_uring with ``entries`` SQEs of 128 bytes; ``cq_entries`` completions (default twice as many)."""
+
+    def __init__(self, entries: int, flags: int = 0) -> None:
+        if not supported_arch():
+            raise OSError(95, f"io_uring rings are not implemented for {platform.machine()}")
+        params = bytearray(_PARAMS.size)
+        struct.pack_into("<I", params, 8, flags)
+        buf = (ctypes.c_char * len(params)).from_buffer(params)
+        fd = _syscall(_SYS_SETUP, ctypes.c_long(entries), buf)
+        del buf
+        if fd < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"io_uring_setup: {os.strerror(e)}")
+        self.fd = fd
+        self._maps: list[mmap.mmap] = []
+        self._views: list[ctypes.c_uint32] = []
+        try:
+            self._map(params)
+        except BaseException:
+            self.close()
+            raise
+
+    def _map(self, params: bytearray) -> None:
+        f = _PARAMS.unpack(bytes(params))
+        sq_entries, cq_entries, _flags, _cpu, _idle, features = f[:6]
+        sq_head, sq_tail, sq_mask, _sq_n, _sq_flags, _dropped, sq_array = f[10:17]
+        cq_head, cq_tail, cq_mask, _cq_n, _overflow, cqes = f[19:25]
+        sq_size = sq_array + sq_entries * 4
+        cq_size = cqes + cq_entries * CQE.size
+        prot = mmap.PROT_READ | mmap.PROT_WRITE
+        if features & FEAT_SINGLE_MMAP:
+            sq = cq = mmap.mmap(self.fd, max(sq_size, cq_size), mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQ_RING)
+            self._maps.append(sq)
+        else:
+            sq = mmap.mmap(self.fd, sq_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQ_RING)
+            self._maps.append(sq)
+            cq = mmap.mmap(self.fd, cq_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_CQ_RING)
+            self._maps.append(cq)
+        self.sqes = mmap.mmap(self.fd, sq_entries * SQE_SIZE, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQES)
+        self._maps.append(self.sqes)
+        self.sq_entries = sq_entries
+        self._sq_mask = ctypes.c_uint32.from_buffer(sq, sq_mask).value
+        self._cq_mask = ctypes.c_uint32.from_buffer(cq, cq_mask).value
+        self._sq_tail = self._u32(sq, sq_tail)
+        self._sq_head = self._u32(sq, sq_head)
+        self._cq_head = self._u32(cq, cq_head)
+        self._cq_tail = self._u32(cq, cq_tail)
+        # SQE i always sits in array slot i: the indirection is not needed.
+        for i in range(sq_entries):
+            struct.pack_into("<I", sq, sq_array + 4 * i, i)
+        self._cq = cq
+        self._cqes = cqes
+        self._tail = self._sq_tail.value
+        self._pending = 0
+
+    def _u32(self, buf: mmap.mmap, offset: int) -> ctypes.c_uint32:
+        v = ctypes.c_uint32.from_buffer(buf, offset)
+        self._views.append(v)
+        return v
+
+    def put_uring_cmd(self, fd: int, cmd_op: int, addr: int, length: int, user_data: int, cmd: bytes) -> None:
+        """Queue one IORING_OP_URING_CMD; ``cmd`` fills the 80-byte command area. Submitted by the next enter()."""
+        if self._tail - self._sq_head.value >= self.sq_entries:
+            self.enter(0)  # the kernel consumes SQEs at submission, so a full ring only means they are not sent yet
+        off = (self._tail & self._sq_mask) * SQE_SIZE
+        sqes = self.sqes
+        _SQE_HEAD.pack_into(sqes, off, OP_URING_CMD, 0, 0, fd, cmd_op, 0, addr, length, 0, user_data)
+        sqes[off + 40 : off + 48] = bytes(8)
+        sqes[off + 48 : off + 48 + len(cmd)] = cmd
+        self._tail += 1
+        self._pending += 1
+        self._sq_tail.value = self._tail & 0xFFFFFFFF
+
+    def enter(self, wait: int) -> int:
+        """Submit what is queued and wait for at least ``wait`` completions. Returns the number submitted."""
+        n = self._pending
+        flags = ENTER_GETEVENTS if wait else 0
+        while True:
+            r = _syscall(_SYS_ENTER, ctypes.c_long(self.fd), ctypes.c_long(n), ctypes.c_long(wait), ctypes.c_long(flags), None, ctypes.c_long(0))
+            if r >= 0:
+                self._pending -= r
+                return r
+            e = ctypes.get_errno()
+            if e == 4:  # EINTR
+                continue
+            if e == 16:  # EBUSY: completions are waiting to be reaped first
+                return 0
+            raise OSError(e, f"io_uring_enter: {os.strerror(e)}")
+
+    def completions(self) -> list[tuple[int, int]]:
+        """Reap the completions that are ready: (user_data, res) each."""
+        head = self._cq_head.value
+        tail = self._cq_tail.value
+        if head == tail:
+            return []
+        out = []
+        cq, base, mask = self._cq, self._cqes, self._cq_mask
+        while head != tail:
+            user_data, res, _flags = CQE.unpack_from(cq, base + (head & mask) * CQE.size)
+            out.append((user_data, res))
+            head = (head + 1) & 0xFFFFFFFF
+        self._cq_head.value = head
+        return out
+
+    def close(self) -> None:
+        # ctypes views export the mmaps' buffers; they must go before the maps can close.
+        self._views.clear()
+        for m in self._maps:
+            try:
+                m.close()
+            except BufferError:
+                pass
+        self._maps.clear()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,77 @@
+"""FUSE over io_uring: the default transport where the kernel has it. One queue per possible CPU, requests land on
+the queue of the caller's CPU, passthrough still keeps data away from the daemon, userspace I/O of 1 MiB requests
+fits the entries, and io_uring=off stays on /dev/fuse."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from shuntfs import rings
+
+from .test_passthrough import _exercise
+
+HAS_URING = rings.kernel_allows() is not None
+
+
+def queue_counts(m) -> list[int]:
+    return [q["requests"] for q in m.stats()["io_uring_queues"]]
+
+
+def test_default_mount_serves_over_one_queue_per_cpu(mount_factory):
+    m = mount_factory()
+    stats = m.stats()
+    if not HAS_URING:
+        assert stats["transport"] == "/dev/fuse" and stats["io_uring_queues"] == []
+        pytest.fail("this kernel has no FUSE over io_uring: the fallback is proven above, the feature is not")
+    assert stats["transport"] == "io_uring"
+    assert "OVER_IO_URING" in stats["capabilities"]
+    assert [q["qid"] for q in stats["io_uring_queues"]] == list(range(rings.possible_cpus()))
+    assert all(q["error"] is None for q in stats["io_uring_queues"])
+    for i in range(50):
+        (m.source / f"f{i}").write_text("x")
+    for cpu in sorted(os.sched_getaffinity(0)):
+        before = queue_counts(m)
+        # cache=auto keeps entries: fresh names make each stat a LOOKUP from this CPU
+        subprocess.run(["taskset", "-c", str(cpu), "stat", *[str(m.mnt / f"n{cpu}-{i}") for i in range(20)]],
+                       capture_output=True)
+        after = queue_counts(m)
+        assert after[cpu] - before[cpu] >= 20, (cpu, before, after)
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_passthrough_over_io_uring_keeps_data_away(mount_factory):
+    m = mount_factory()
+    assert m.stats()["transport"] == "io_uring"
+    _exercise(m.mnt / "data")
+    counts = m.requests()
+    assert counts.get("OPEN", 0) + counts.get("CREATE", 0) > 0
+    assert counts.get("READ", 0) == 0 and counts.get("WRITE", 0) == 0
+    assert sum(queue_counts(m)) > 0
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_userspace_io_of_whole_megabytes_over_io_uring(mount_factory):
+    m = mount_factory("passthrough=off")
+    assert m.stats()["transport"] == "io_uring"
+    data = os.urandom(4 << 20)
+    (m.mnt / "big").write_bytes(data)
+    subprocess.run(["sh", "-c", "echo 1 > /proc/sys/vm/drop_caches"], check=True)
+    assert (m.mnt / "big").read_bytes() == data
+    assert (m.source / "big").read_bytes() == data
+    counts = m.requests()
+    assert counts.get("READ", 0) > 0 and counts.get("WRITE", 0) > 0
+    served_on_queues = sum(queue_counts(m))
+    assert served_on_queues >= counts["READ"] + counts["WRITE"]
+
+
+def test_io_uring_off_stays_on_dev_fuse(mount_factory):
+    m = mount_factory("io_uring=off")
+    (m.mnt / "f").write_text("hello")
+    assert (m.mnt / "f").read_text() == "hello"
+    stats = m.stats()
+    assert stats["transport"] == "/dev/fuse"
+    assert stats["io_uring_queues"] == []
+    assert "OVER_IO_URING" not in stats["capabilities"]
