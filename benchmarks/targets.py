@@ -142,7 +142,6 @@ ALL_TARGETS = {
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),
-    "devfuse-fallback": ("shuntfs fallback, io_uring=off", ["passthrough=off", "io_uring=off"]),
     "pyfuse3": ("pyfuse3 passthroughfs.py", None),
 }
 

@@ -91,7 +91,8 @@ class Entry:
 
 
 class Queue:
-    """Queue ``qid`` of the connection on ``devfd``: ``depth`` entries, served by the thread that calls serve()."""
+    """One thread's share of queue ``qid`` of the connection on ``devfd``: a ring of ``depth`` entries, served by
+    the thread that calls serve(). Several may serve one qid; the kernel hands a request to any free entry."""
 
     def __init__(self, devfd: int, qid: int, depth: int, payload_size: int) -> None:
         self.devfd = devfd

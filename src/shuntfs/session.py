@@ -53,8 +53,9 @@ class Session:
     ``mount()`` makes the mount, ``start()`` runs the workers, ``wait()`` returns when the filesystem is unmounted;
     ``serve()`` does all three.
 
-    ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by a thread
-    pinned to that CPU, with ``ring_depth`` entries. The kernel offers it only when the fuse module's enable_uring is
+    ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by
+    ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (a handler that
+    blocks holds up only its own entries). The kernel offers it only when the fuse module's enable_uring is
     on (``rings.usable()`` turns it on, as root); otherwise, or if registering fails, requests stay on /dev/fuse.
     Handlers then run on the queue threads as well as the ``threads`` /dev/fuse workers.
     """
@@ -73,7 +74,8 @@ class Session:
         auto_inval_data: bool = True,
         auto_unmount: bool = True,
         io_uring: bool = False,
-        ring_depth: int = 2,
+        queue_threads: int = 2,
+        ring_depth: int = 1,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
@@ -90,6 +92,7 @@ class Session:
             want |= InitFlag.PASSTHROUGH
         if io_uring:
             want |= InitFlag.OVER_IO_URING
+        self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth)
         self._queues: list[rings.Queue] = []
         if ops.clears_setid_bits and (credentials.CAN_DROP_FSETID or not credentials.has_fsetid()):
@@ -411,21 +414,23 @@ class Session:
             neg.minor,
             neg.kernel_minor,
             "on" if neg.passthrough else "off",
-            f"io_uring ({len(self._queues)} queues)" if uring else "/dev/fuse",
+            f"io_uring ({rings.possible_cpus()} queues, {self.queue_threads} threads each)" if uring else "/dev/fuse",
         )
 
     def _start_queues(self, neg: protocol.Negotiated) -> None:
-        """After INIT, if the kernel took OVER_IO_URING: one pinned thread per queue. Until every queue has an entry
-        the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
+        """After INIT, if the kernel took OVER_IO_URING: the pinned threads of every queue. Until every queue has an
+        entry the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
         payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
         for qid in range(rings.possible_cpus()):
-            queue = rings.Queue(self.fd, qid, self.ring_depth, payload)
-            counts = [0] * (abi.MAX_OPCODE + 1)
-            self._counts.append(counts)
-            self._queues.append(queue)
-            t = threading.Thread(target=self._run_queue, args=(queue, counts), name=f"shuntfs-q{qid}", daemon=True)
-            self._workers.append(t)
-            t.start()
+            for k in range(self.queue_threads):
+                queue = rings.Queue(self.fd, qid, self.ring_depth, payload)
+                counts = [0] * (abi.MAX_OPCODE + 1)
+                self._counts.append(counts)
+                self._queues.append(queue)
+                t = threading.Thread(target=self._run_queue, args=(queue, counts), name=f"shuntfs-q{qid}.{k}",
+                                     daemon=True)
+                self._workers.append(t)
+                t.start()
 
     def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:
         try:

@@ -4,20 +4,30 @@ fits the entries, and io_uring=off stays on /dev/fuse."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import subprocess
+import threading
+import time
 
 import pytest
 
-from shuntfs import rings
+from shuntfs import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, Operations, Session, rings
+from shuntfs.mount import find_mount
 
+from .conftest import wait_for
 from .test_passthrough import _exercise
 
 HAS_URING = rings.kernel_allows() is not None
 
 
 def queue_counts(m) -> list[int]:
-    return [q["requests"] for q in m.stats()["io_uring_queues"]]
+    """Requests served per qid (each queue may have several threads)."""
+    counts = [0] * rings.possible_cpus()
+    for q in m.stats()["io_uring_queues"]:
+        counts[q["qid"]] += q["requests"]
+    return counts
 
 
 def test_default_mount_serves_over_one_queue_per_cpu(mount_factory):
@@ -28,7 +38,7 @@ def test_default_mount_serves_over_one_queue_per_cpu(mount_factory):
         pytest.fail("this kernel has no FUSE over io_uring: the fallback is proven above, the feature is not")
     assert stats["transport"] == "io_uring"
     assert "OVER_IO_URING" in stats["capabilities"]
-    assert [q["qid"] for q in stats["io_uring_queues"]] == list(range(rings.possible_cpus()))
+    assert sorted({q["qid"] for q in stats["io_uring_queues"]}) == list(range(rings.possible_cpus()))
     assert all(q["error"] is None for q in stats["io_uring_queues"])
     for i in range(50):
         (m.source / f"f{i}").write_text("x")
@@ -75,3 +85,62 @@ def test_io_uring_off_stays_on_dev_fuse(mount_factory):
     assert stats["transport"] == "/dev/fuse"
     assert stats["io_uring_queues"] == []
     assert "OVER_IO_URING" not in stats["capabilities"]
+
+
+class Blocking(Operations):
+    """Two files; reading "slow" blocks until released, which must not hold up the rest of its CPU's queue."""
+
+    def __init__(self) -> None:
+        self.unblock = threading.Event()
+        self.reading = threading.Event()
+
+    def _attrs(self, inode: int) -> EntryAttributes:
+        if inode == ROOT_INODE:
+            return EntryAttributes(st_ino=inode, st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+        return EntryAttributes(st_ino=inode, st_mode=stat.S_IFREG | 0o444, st_size=4, attr_timeout=0,
+                               entry_timeout=0)
+
+    def lookup(self, parent, name, ctx):
+        if name not in (b"slow", b"fast"):
+            raise FUSEError(errno.ENOENT)
+        return self._attrs(2 if name == b"slow" else 3)
+
+    def getattr(self, inode, fh, ctx):
+        return self._attrs(inode)
+
+    def open(self, inode, flags, ctx):
+        return FileInfo(fh=inode, direct_io=True)
+
+    def read(self, fh, offset, size):
+        if fh == 2:
+            self.reading.set()
+            self.unblock.wait(20)
+        return b"data"[offset:offset + size]
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_a_blocked_handler_does_not_hold_up_its_cpus_queue(tree):
+    assert rings.usable()
+    _src, mnt = tree
+    ops = Blocking()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True)
+    session.mount()
+    session.start()
+    slow = None
+    try:
+        assert session.wait_init()
+        assert wait_for(lambda: session.stats()["transport"] == "io_uring", 5)
+        slow = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "slow")], stdout=subprocess.PIPE)
+        assert ops.reading.wait(10)
+        started = time.monotonic()
+        fast = subprocess.run(["taskset", "-c", "0", "cat", str(mnt / "fast")], capture_output=True, timeout=15)
+        assert fast.stdout == b"data"
+        assert time.monotonic() - started < 5, "a request from the same CPU waited for the blocked one"
+        assert slow.poll() is None
+    finally:
+        ops.unblock.set()
+        if slow is not None:
+            assert slow.communicate(timeout=15)[0] == b"data"
+        session.unmount()
+        session.wait()
+    assert find_mount(str(mnt)) is None
