@@ -1,4 +1,5 @@
-"""Does a multi-threaded dispatcher pay under the GIL? Worker threads (each on a cloned /dev/fuse fd) vs load.
+"""Does a multi-threaded dispatcher pay under the GIL? Worker threads (each on a cloned /dev/fuse fd) vs load,
+and io_uring's pinned queue threads beside them.
 
     sudo python3 -m benchmarks.threads [--threads 1,2,4] [--clients 4] [--seconds 3]
 
@@ -32,8 +33,8 @@ class Slow(Mirror):
         time.sleep(0.001)
         return super().lookup(parent, name, ctx)
 
-source, mnt, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-Session(Slow(source, cache="none"), mnt, threads=threads, passthrough=True).serve()
+source, mnt, threads, uring = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+Session(Slow(source, cache="none"), mnt, threads=threads, passthrough=True, io_uring=uring).serve()
 """
 
 
@@ -73,37 +74,47 @@ def _load(client_fn, root: Path, clients: int, seconds: float) -> float:
     return total / (time.perf_counter() - start)
 
 
-def _slow_mount(source: Path, mnt: Path, threads: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads)])
+def _slow_mount(source: Path, mnt: Path, threads: int, uring: bool) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads), str(int(uring))])
     wait_mounted(proc, mnt, lambda: "the slow filesystem did not mount", timeout=10)
     return proc
 
 
-def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dict[str, dict[int, float]]:
+#: The columns: /dev/fuse with N worker threads, and io_uring (two pinned threads per CPU queue).
+URING = "io_uring"
+
+
+def _columns(threads: list[int]) -> list[tuple[str, list[str], int, bool]]:
+    """(label, -o options, /dev/fuse threads, io_uring) per column."""
+    cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, False) for n in threads]
+    return cols + [(URING, ["io_uring=on"], 2, True)]
+
+
+def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dict[str, dict[str, float]]:
     source = base / "source"
     source.mkdir()
     for c in range(clients):
         (source / f"c{c}").mkdir()
         for i in range(200):
             (source / f"c{c}" / f"f{i}").touch()
-    results: dict[str, dict[int, float]] = {"stat, cache=none": {}, "write+fsync, fallback": {},
+    results: dict[str, dict[str, float]] = {"stat, cache=none": {}, "write+fsync, fallback": {},
                                             "stat on a 1 ms filesystem": {}}
-    for n in threads:
-        for load, options, fn in (
-            ("stat, cache=none", ["cache=none", f"threads={n}"], _stat_client),
-            ("write+fsync, fallback", ["passthrough=off", f"threads={n}"], _fsync_client),
+    for label, options, n, uring in _columns(threads):
+        for load, extra, fn in (
+            ("stat, cache=none", ["cache=none"], _stat_client),
+            ("write+fsync, fallback", ["passthrough=off"], _fsync_client),
         ):
-            t = Target(f"t{n}", load, options)
+            t = Target(f"t{n}", load, extra + options)
             t.start(source, base, None)
             try:
-                results[load][n] = _load(fn, t.root, clients, seconds)
+                results[load][label] = _load(fn, t.root, clients, seconds)
             finally:
                 t.stop()
         mnt = base / "slow"
         mnt.mkdir(exist_ok=True)
-        proc = _slow_mount(source, mnt, n)
+        proc = _slow_mount(source, mnt, n, uring)
         try:
-            results["stat on a 1 ms filesystem"][n] = _load(_stat_client, mnt, clients, seconds)
+            results["stat on a 1 ms filesystem"][label] = _load(_stat_client, mnt, clients, seconds)
         finally:
             subprocess.run(["umount", str(mnt)], check=False)
             proc.wait(timeout=20)
@@ -125,11 +136,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print(f"{args.clients} clients at once, calls/s by worker threads:")
-    print("| load | " + " | ".join(f"threads={n}" for n in counts) + " |")
-    print("|---|" + "---|" * len(counts))
-    for load, by_threads in results.items():
-        print(f"| {load} | " + " | ".join(f"{by_threads[n]:.0f}" for n in counts) + " |")
+    labels = [c[0] for c in _columns(counts)]
+    print(f"{args.clients} clients at once, calls/s by transport and worker threads:")
+    print("| load | " + " | ".join(labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for load, by_column in results.items():
+        print(f"| {load} | " + " | ".join(f"{by_column[label]:.0f}" for label in labels) + " |")
     return 0
 
 

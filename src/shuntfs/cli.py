@@ -284,6 +284,8 @@ def run(config: Config, report) -> int:
     from .session import Session
 
     raise_fd_limit()
+    if config.io_uring:
+        rings.usable()  # asked for by name: say why not, if it cannot be had
     passthrough = config.passthrough and has_cap_sys_admin()
     ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv)
     options = MountOptions(
@@ -302,7 +304,7 @@ def run(config: Config, report) -> int:
         threads=config.threads,
         cache_symlinks=config.cache != "none",
         auto_unmount=config.auto_unmount,
-        io_uring=config.io_uring is not False and rings.usable(quiet=config.io_uring is None),
+        io_uring=config.io_uring is not False,
     )
     try:
         session.mount()

@@ -55,9 +55,9 @@ class Session:
 
     ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by
     ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (a handler that
-    blocks holds up only its own entries). The kernel offers it only when the fuse module's enable_uring is
-    on (``rings.usable()`` turns it on, as root); otherwise, or if registering fails, requests stay on /dev/fuse.
-    Handlers then run on the queue threads as well as the ``threads`` /dev/fuse workers.
+    blocks holds up only its own entries). The kernel offers it only when the fuse module's enable_uring is on, which
+    the session turns on when it runs as root; otherwise, or if registering fails, requests stay on /dev/fuse.
+    Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
     """
 
     def __init__(
@@ -90,7 +90,7 @@ class Session:
             want |= InitFlag.AUTO_INVAL_DATA
         if passthrough:
             want |= InitFlag.PASSTHROUGH
-        if io_uring:
+        if io_uring and rings.usable(quiet=True):
             want |= InitFlag.OVER_IO_URING
         self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth)
