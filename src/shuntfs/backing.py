@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from . import abi, credentials
+from . import abi
 
 log = logging.getLogger("shuntfs.backing")
 
@@ -41,8 +41,6 @@ class BackingRegistry:
         self._logged: set[int] = set()
         #: count of opens that asked for passthrough and got the fallback
         self.fallback_opens = 0
-        #: register backing files without CAP_FSETID, so passthrough writes clear set-id bits (HANDLE_KILLPRIV_V2)
-        self.drop_fsetid = False
 
     def acquire(self, nodeid: int, fd: int | None) -> int:
         """Count one open of ``nodeid``; return its backing id, or 0 for a cached (userspace I/O) open.
@@ -97,9 +95,6 @@ class BackingRegistry:
         # A mutable buffer with mutate_flag=True makes fcntl.ioctl return the syscall's result: the backing id.
         buf = bytearray(abi.BACKING_MAP.pack(fd, 0, 0))
         try:
-            if self.drop_fsetid:
-                with credentials.without_fsetid():
-                    return fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_OPEN, buf, True)
             return fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_OPEN, buf, True)
         except OSError as e:
             self._refused(e)

@@ -41,7 +41,7 @@ class Config:
     max_stack_depth: int | None = None
     threads: int = 2
     inode_fds: int | None = None
-    killpriv: bool = False
+    killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)

@@ -87,6 +87,14 @@ def _signed(v: int) -> int:
     return v - (1 << 64) if v >= 1 << 63 else v
 
 
+#: SETATTR bits that change something. One with none of them is the kernel's file_remove_privs (a write, fallocate
+#: or copy into a set-id file by a caller it found without CAP_FSETID) once HANDLE_KILLPRIV_V2 makes that our job.
+_ATTRIBUTE_BITS = (
+    SetattrValid.MODE | SetattrValid.UID | SetattrValid.GID | SetattrValid.SIZE | SetattrValid.ATIME
+    | SetattrValid.MTIME | SetattrValid.ATIME_NOW | SetattrValid.MTIME_NOW | SetattrValid.CTIME
+)
+
+
 class Dispatcher:
     """Turns requests into Operations calls. One instance serves every worker thread of a session."""
 
@@ -145,7 +153,7 @@ class Dispatcher:
         neg, payload = protocol.negotiate(req.arg, self.config)
         self.negotiated = neg
         self.registry.enabled = neg.passthrough
-        self._clear_setid = self.registry.drop_fsetid = neg.has(InitFlag.HANDLE_KILLPRIV_V2)
+        self._clear_setid = neg.has(InitFlag.HANDLE_KILLPRIV_V2)
         if not neg.passthrough:
             self.registry.disabled_reason = (
                 "the kernel did not offer passthrough"
@@ -199,7 +207,7 @@ class Dispatcher:
             bool(v & (SetattrValid.ATIME | SetattrValid.ATIME_NOW)),
             bool(v & (SetattrValid.MTIME | SetattrValid.MTIME_NOW)),
             bool(v & SetattrValid.CTIME),
-            bool(v & SetattrValid.KILL_SUIDGID),
+            bool(v & SetattrValid.KILL_SUIDGID) or (self._clear_setid and not v & _ATTRIBUTE_BITS and req.uid != 0),
         )
         fh = self._user_fh(s.fh) if v & SetattrValid.FH else None
         a = self.ops.setattr(req.nodeid, new, fields, fh, self._ctx(req))
@@ -232,19 +240,9 @@ class Dispatcher:
         return entry_bytes(self.ops.link(req.arg.oldnodeid, req.nodeid, req.arg.newname, self._ctx(req)))
 
     # ---- open files
-    def _open_reply(self, nodeid: int, fi: FileInfo, req: Request, mode: int | None) -> bytes:
+    def _open_reply(self, nodeid: int, fi: FileInfo) -> bytes:
         fd = fi.passthrough_fd
-        backing = fd
-        if fd is not None and self._clear_setid and req.arg.flags & os.O_ACCMODE:
-            # Backing files are registered without CAP_FSETID and with the daemon's groups, so a passthrough write
-            # would clear set-id bits that the writer keeps natively (root's; S_ISGID of a file in its group). A
-            # writable open of a set-id file gets userspace I/O instead, where WRITE says who lacks CAP_FSETID;
-            # unless the inode is already passthrough (the kernel allows one mode per inode).
-            if mode is None:
-                mode = os.fstat(fd).st_mode
-            if credentials.has_setid_bits(mode):
-                backing = None
-        backing_id = self.registry.acquire(nodeid, backing)
+        backing_id = self.registry.acquire(nodeid, fd)
         flags: int
         if backing_id:
             flags = OpenFlag.PASSTHROUGH | (OpenFlag.NOFLUSH if fi.noflush else 0)
@@ -259,32 +257,37 @@ class Dispatcher:
         self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
         return protocol.open_out(kfh, flags, backing_id)
 
-    def _opened(self, nodeid: int, fi: FileInfo, req: Request, attrs: EntryAttributes | None = None) -> bytes:
+    def _opened(self, nodeid: int, fi: FileInfo, attrs: EntryAttributes | None = None) -> bytes:
         """The reply to a successful open/create; a failure here still releases what the handler opened."""
         try:
-            if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
-                # an O_TRUNC open by a caller without CAP_FSETID
-                credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
             if attrs is None:
-                return self._open_reply(nodeid, fi, req, None)
-            # attrs may predate the clearing above; a stale set-id bit only costs passthrough for this open
-            return entry_bytes(attrs) + self._open_reply(nodeid, fi, req, attrs.st_mode)
+                return self._open_reply(nodeid, fi)
+            return entry_bytes(attrs) + self._open_reply(nodeid, fi)
         except BaseException:
             self.ops.release(fi.fh)
             raise
 
     def _open(self, req: Request) -> bytes:
-        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)), req)
+        fi = self.ops.open(req.nodeid, req.arg.flags, self._ctx(req))
+        if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
+            # O_TRUNC of an existing file by a caller without CAP_FSETID. (CREATE carries the flag for files it
+            # makes too, whose bits stay: there the handler, which knows whether it truncated, must do it.)
+            try:
+                credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
+            except BaseException:
+                self.ops.release(fi.fh)
+                raise
+        return self._opened(req.nodeid, fi)
 
     def _create(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, req, attrs)
+        return self._opened(attrs.st_ino, fi, attrs)
 
     def _tmpfile(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, req, attrs)
+        return self._opened(attrs.st_ino, fi, attrs)
 
     def _read(self, req: Request) -> list:
         a = req.arg

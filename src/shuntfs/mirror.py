@@ -293,11 +293,10 @@ class Mirror(Operations):
         cache: str = "auto",
         as_caller: bool = True,
         inode_fds: int | None = None,
-        clears_setid_bits: bool = False,
+        clears_setid_bits: bool = True,
     ) -> None:
         # Every open answers with a passthrough_fd and setattr honours kill_suidgid, so HANDLE_KILLPRIV_V2 may be
-        # asked for; it stays opt-in (-o killpriv=on) while a set-id bit set on a file with a passthrough open can
-        # be lost to root's next write through any open of it (README "Known limits").
+        # asked for (-o killpriv=off declines it).
         self.clears_setid_bits = clears_setid_bits
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}")
@@ -381,8 +380,10 @@ class Mirror(Operations):
                 os.ftruncate(fh, attr.st_size)
             else:
                 os.truncate(_proc(fd), attr.st_size)
-            if fields.kill_suidgid:  # a truncate by a caller without CAP_FSETID; we truncated with it
-                clear_setid_bits(fd, ctx.gid, ctx.pid)
+        if fields.kill_suidgid and not (fields.update_uid or fields.update_gid):
+            # A truncate, or the kernel's file_remove_privs before a passthrough write, by a caller without
+            # CAP_FSETID. (The kernel flags every chown too; the source's own chown above already did what it does.)
+            clear_setid_bits(fd, ctx.gid, ctx.pid)
         if fields.update_atime or fields.update_mtime:
             times = (_Timespec * 2)(
                 _timespec(attr.st_atime_ns) if fields.update_atime else _Timespec(0, UTIME_OMIT),

@@ -228,12 +228,14 @@ class Operations:
     #: Set by the session once INIT is done: the negotiated connection (see :class:`shuntfs.protocol.Negotiated`).
     connection: Any = None
 
-    #: True if :meth:`setattr` clears S_ISUID (and S_ISGID on group-executable files) when ``fields.kill_suidgid``
-    #: is set, and every file that can be written is opened with a ``passthrough_fd``. The session then negotiates
-    #: FUSE_HANDLE_KILLPRIV_V2: the kernel stops asking for ``security.capability`` before every write of a
-    #: passthrough file (one round trip per write), and the library clears the set-id bits itself where the caller
-    #: lacks CAP_FSETID: on userspace writes and O_TRUNC opens of ``passthrough_fd`` files, and on passthrough
-    #: writes by registering backing files without CAP_FSETID. Leave it False if :meth:`write` serves data.
+    #: True if :meth:`setattr` clears S_ISUID (and S_ISGID on group-executable files, or for a caller outside the
+    #: file's group) when ``fields.kill_suidgid`` is set, and every file that can be written is opened with a
+    #: ``passthrough_fd``. The session then negotiates FUSE_HANDLE_KILLPRIV_V2: the kernel stops asking for
+    #: ``security.capability`` before every write of a passthrough file (one round trip per write) and leaves
+    #: clearing set-id bits to the server. The library does it on userspace writes and O_TRUNC opens of
+    #: ``passthrough_fd`` files; before a passthrough write by a caller without CAP_FSETID the kernel sends a SETATTR
+    #: that changes nothing, which reaches :meth:`setattr` with ``kill_suidgid``. Leave it False if :meth:`write`
+    #: serves data.
     clears_setid_bits: bool = False
 
     def init(self) -> None:

@@ -95,7 +95,7 @@ class Session:
         self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth)
         self._queues: list[rings.Queue] = []
-        if ops.clears_setid_bits and (credentials.CAN_DROP_FSETID or not credentials.has_fsetid()):
+        if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
         self.fd = -1

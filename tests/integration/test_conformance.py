@@ -387,8 +387,8 @@ def test_mirror_behaves_like_the_source_filesystem(config, scratch):
 
 # ---- corners that a random walk reaches too rarely, each checked the same way: native and mirror agree
 
-#: the data modes, and passthrough with HANDLE_KILLPRIV_V2 (where the library clears set-id bits itself)
-PAIR_MODES = {**DATA_MODES, "killpriv": ["killpriv=on"]}
+#: the data modes (HANDLE_KILLPRIV_V2 on: the library clears set-id bits itself), and passthrough without it
+PAIR_MODES = {**DATA_MODES, "nokillpriv": ["killpriv=off"]}
 
 
 @pytest.fixture(scope="module", params=list(PAIR_MODES))

@@ -6,7 +6,7 @@ import mmap
 import os
 import subprocess
 
-from .conftest import wait_for
+from .conftest import as_user, wait_for
 
 
 def _exercise(path) -> None:
@@ -129,15 +129,18 @@ def test_stacked_source_falls_back_per_file(mount_factory, workdir):
     assert stats["requests"].get("READ", 0) > 0
 
 
-def test_killpriv_is_opt_in(mount_factory):
-    assert "HANDLE_KILLPRIV_V2" not in mount_factory().stats()["capabilities"]
+def test_killpriv_is_default(mount_factory):
+    assert "HANDLE_KILLPRIV_V2" in mount_factory().stats()["capabilities"]
+
+
+def test_killpriv_can_be_declined(mount_factory):
+    assert "HANDLE_KILLPRIV_V2" not in mount_factory("killpriv=off").stats()["capabilities"]
 
 
 def test_passthrough_writes_cost_no_round_trip(mount_factory):
-    """With HANDLE_KILLPRIV_V2 (-o killpriv=on) the kernel stops asking for security.capability before each
-    passthrough write (one GETXATTR per write otherwise): many small writes reach the daemon at most once."""
-    m = mount_factory("killpriv=on")
-    assert "HANDLE_KILLPRIV_V2" in m.stats()["capabilities"]
+    """With HANDLE_KILLPRIV_V2 the kernel stops asking for security.capability before each passthrough write (one
+    GETXATTR per write otherwise): many small writes reach the daemon at most once."""
+    m = mount_factory()
     (m.source / "small").write_bytes(b"\0" * 65536)
     fd = os.open(m.mnt / "small", os.O_WRONLY)
     try:
@@ -151,41 +154,62 @@ def test_passthrough_writes_cost_no_round_trip(mount_factory):
     assert after.get("GETXATTR", 0) - before.get("GETXATTR", 0) <= 1, (before, after)
 
 
-def test_set_id_files_opened_for_writing_get_userspace_io(mount_factory):
-    """Backing files are registered without CAP_FSETID (so passthrough writes by anyone clear S_ISUID, as the
-    kernel expects of a KILLPRIV_V2 server); a writable open of a set-id file is served in userspace instead, so
-    root's writes keep the bits as they do natively. Read-only opens stay passthrough."""
-    m = mount_factory("killpriv=on")
-    src = m.source / "suid"
-    src.write_bytes(b"#!/bin/sh\n")
-    src.chmod(0o4755)
-    with open(m.mnt / "suid", "rb") as f:
-        assert f.read(2) == b"#!"
-    assert m.requests().get("READ", 0) == 0
-    with open(m.mnt / "suid", "ab") as f:
-        f.write(b"echo\n")
-    assert m.requests().get("WRITE", 0) == 1
-    assert src.stat().st_mode & 0o7777 == 0o4755  # root keeps it
-    assert wait_for(lambda: m.stats()["backing_files"] == [], 5)  # RELEASE is asynchronous
-    # a plain file in the same mount is still passthrough for writes
-    with open(m.mnt / "plain", "wb") as f:
-        f.write(b"x" * 8192)
-    assert m.requests().get("WRITE", 0) == 1
+_WRITER = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+if len(sys.argv) > 2:  # become set-uid while open, as root arranges through a second path
+    input()
+os.pwrite(fd, b"y", 0)
+os.close(fd)
+"""
 
 
-def test_set_id_bit_set_during_a_passthrough_open_is_cleared_by_its_next_write(mount_factory):
-    """The other half: a file already open for passthrough writing when it becomes set-uid. Its writes never reach
-    the daemon, so the backing file's own credentials must clear the bit; they lack CAP_FSETID, so they do, for
-    any writer (root included: the one case that differs from native, see README "Known limits")."""
-    m = mount_factory("killpriv=on")
-    (m.source / "late").write_bytes(b"x")
-    fd = os.open(m.mnt / "late", os.O_WRONLY)
+def _set_id_file(m, name: str, owner: int) -> None:
+    path = m.source / name
+    path.write_bytes(b"x")
+    os.chown(path, owner, owner)
+    path.chmod(0o4777)
+
+
+def test_set_id_files_are_passthrough_and_cleared_as_natively(mount_factory):
+    """Writable opens of set-id files are passthrough too. Root's writes keep S_ISUID (the backing file writes with
+    the daemon's CAP_FSETID); another user's write clears it first: the kernel's file_remove_privs sends an empty
+    SETATTR as that user, which the library turns into clearing the bits. Neither write reaches the daemon."""
+    m = mount_factory("allow_other")
+    _set_id_file(m, "root-writes", 65534)
+    with open(m.mnt / "root-writes", "r+b") as f:
+        f.write(b"r")
+    assert (m.source / "root-writes").stat().st_mode & 0o7777 == 0o4777
+    _set_id_file(m, "nobody-writes", 65534)
+    subprocess.run(as_user("nobody", ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "nobody-writes")]), check=True)
+    assert (m.source / "nobody-writes").stat().st_mode & 0o7777 == 0o777
+    assert os.stat(m.mnt / "nobody-writes").st_mode & 0o7777 == 0o777
+    assert (m.source / "nobody-writes").read_bytes() == b"y"
+    counts = m.requests()
+    assert counts.get("WRITE", 0) == 0 and counts.get("READ", 0) == 0
+    assert m.stats()["fallback_opens"] == 0
+
+
+def test_set_id_bit_set_during_a_passthrough_open(mount_factory):
+    """A file already open for passthrough writing when it becomes set-uid: the kernel's cached mode is updated by
+    the chmod, so the next write by a user without CAP_FSETID still clears the bit, and root's still keeps it."""
+    m = mount_factory("allow_other")
+    for name in ("late-nobody", "late-root"):
+        (m.source / name).write_bytes(b"x")
+        os.chown(m.source / name, 65534, 65534)
+        (m.source / name).chmod(0o777)
+    writer = subprocess.Popen(as_user("nobody", ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "late-nobody"), "wait"]),
+                              stdin=subprocess.PIPE)
+    fd = os.open(m.mnt / "late-root", os.O_WRONLY)
     try:
-        os.chmod(m.mnt / "late", 0o4755)
-        assert (m.source / "late").stat().st_mode & 0o7777 == 0o4755
+        wait_for(lambda: m.stats()["open_files"] >= 2, 5)
+        os.chmod(m.mnt / "late-nobody", 0o4777)
+        os.chmod(m.mnt / "late-root", 0o4777)
+        writer.communicate(b"\n", timeout=10)
+        assert writer.returncode == 0
         os.pwrite(fd, b"y", 0)
     finally:
         os.close(fd)
+    assert (m.source / "late-nobody").stat().st_mode & 0o7777 == 0o777
+    assert (m.source / "late-root").stat().st_mode & 0o7777 == 0o4777
     assert m.requests().get("WRITE", 0) == 0
-    assert (m.source / "late").stat().st_mode & 0o7777 == 0o755
-    assert os.stat(m.mnt / "late").st_mode & 0o7777 == 0o755

@@ -43,9 +43,9 @@ def test_inode_fd_budget():
     assert parse_args(["-o", "inode_fds=500", "s", "m"]).inode_fds == 500
 
 
-def test_killpriv_is_off_unless_asked():
-    assert parse_args(["s", "m"]).killpriv is False
-    assert parse_args(["-o", "killpriv=on", "s", "m"]).killpriv is True
+def test_killpriv_is_on_unless_declined():
+    assert parse_args(["s", "m"]).killpriv is True
+    assert parse_args(["-o", "killpriv=off", "s", "m"]).killpriv is False
 
 
 def test_io_uring_is_automatic_unless_set():

@@ -1,10 +1,9 @@
-"""Set-id bit rules and CAP_FSETID handling, without a kernel mount."""
+"""Set-id bit rules, without a kernel mount."""
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
 
 import pytest
 
@@ -32,34 +31,14 @@ def test_mode_after_an_unprivileged_write(mode, file_gid, after):
     assert credentials.mode_after_write(_st(mode, file_gid), 0, 0) == after
 
 
-def test_without_fsetid_drops_it_for_this_thread_only():
-    had = credentials.has_fsetid()
-    dropped, checked = threading.Event(), threading.Event()
-    other: list[bool] = []
-
-    def look() -> None:  # started before the drop: a new thread would inherit its creator's capabilities
-        dropped.wait(5)
-        other.append(credentials.has_fsetid())
-        checked.set()
-
-    t = threading.Thread(target=look)
-    t.start()
-    with credentials.without_fsetid():
-        assert credentials.has_fsetid() is False
-        dropped.set()
-        checked.wait(5)
-    t.join()
-    assert other == [had]  # capabilities are per thread: the others keep theirs
-    assert credentials.has_fsetid() == had
-
-
 def test_clear_setid_bits_on_an_open_file(tmp_path):
     path = tmp_path / "f"
     path.write_bytes(b"x")
     path.chmod(0o6755)
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_PATH)
     try:
-        credentials.clear_setid_bits(fd, os.getgid(), os.getpid())
+        assert credentials.clear_setid_bits(fd, os.getgid(), os.getpid()) == stat.S_IFREG | 0o755
+        assert credentials.clear_setid_bits(fd, os.getgid(), os.getpid()) is None  # nothing left to clear
     finally:
         os.close(fd)
     assert stat.S_IMODE(path.stat().st_mode) == 0o755

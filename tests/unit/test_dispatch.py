@@ -27,6 +27,7 @@ class Fake(Operations):
         self.fd = fd
         self.lookups: list[bytes] = []
         self.released: list[int] = []
+        self.setattr_fields: list = []
 
     def lookup(self, parent, name, ctx):
         if name == b"gone":
@@ -47,6 +48,10 @@ class Fake(Operations):
 
     def getxattr(self, inode, name, ctx):
         return b"value"
+
+    def setattr(self, inode, attr, fields, fh, ctx):
+        self.setattr_fields.append(fields)
+        return EntryAttributes(st_ino=inode, st_mode=0o100644)
 
 
 def make(ops: Operations, passthrough: bool = False) -> Dispatcher:
@@ -183,20 +188,21 @@ def test_statx_falls_back_to_getattr():
 
 
 def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
-    """With HANDLE_KILLPRIV_V2 negotiated the dispatcher clears set-id bits on a flagged WRITE, and keeps writable
-    opens of set-id files out of passthrough (root keeps the bits natively; backing files write without
-    CAP_FSETID)."""
+    """With HANDLE_KILLPRIV_V2 negotiated the dispatcher clears set-id bits on a flagged WRITE, offers writable
+    opens of set-id files for passthrough like any other, and turns the kernel's empty SETATTR (its file_remove_privs
+    before a passthrough write by a caller without CAP_FSETID) into setattr(kill_suidgid) unless root sent it."""
     path = tmp_path / "f"
     path.write_bytes(b"0123")
     path.chmod(0o4755)
     fd = os.open(path, os.O_RDWR)
     not_fuse = os.open(os.devnull, os.O_RDONLY)
     try:
-        d = Dispatcher(Fake(fd), BackingRegistry(not_fuse, enabled=True), protocol.InitConfig(want=0))
+        ops = Fake(fd)
+        d = Dispatcher(ops, BackingRegistry(not_fuse, enabled=True), protocol.InitConfig(want=0))
         d._clear_setid = True
         out = d.table[Opcode.OPEN](req(Opcode.OPEN, protocol.Open(os.O_RDWR, 0), nodeid=9))
         kfh = struct.unpack("<QIi", out)[0]
-        assert d.registry.fallback_opens == 0  # never offered for passthrough, so not a refused one
+        assert d.registry.fallback_opens == 1  # offered for passthrough (refused here: /dev/null is no /dev/fuse)
         view = memoryview(b"A")
         d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 0, 1, 0, 0, 0, view), nodeid=9))
         assert stat.S_IMODE(path.stat().st_mode) == 0o4755  # no kill flag: a writer with CAP_FSETID
@@ -205,9 +211,13 @@ def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o755
         assert path.read_bytes() == b"AA23"
         d.table[Opcode.RELEASE](req(Opcode.RELEASE, protocol.Release(kfh, 0, 0, 0), nodeid=9))
-        # the same file without set-id bits is offered for passthrough (refused here: /dev/null is no /dev/fuse)
-        d.table[Opcode.OPEN](req(Opcode.OPEN, protocol.Open(os.O_RDWR, 0), nodeid=9))
-        assert d.registry.fallback_opens == 1
+        empty = protocol.Setattr(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        for uid, kill in ((0, False), (1000, True)):
+            d.table[Opcode.SETATTR](protocol.Request(Opcode.SETATTR, 3, 9, uid, 1000, 1, empty))
+            assert ops.setattr_fields[-1].kill_suidgid is kill
+        d._clear_setid = False  # without KILLPRIV_V2 an empty SETATTR is just that
+        d.table[Opcode.SETATTR](protocol.Request(Opcode.SETATTR, 3, 9, 1000, 1000, 1, empty))
+        assert ops.setattr_fields[-1].kill_suidgid is False
     finally:
         os.close(fd)
         os.close(not_fuse)
