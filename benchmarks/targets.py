@@ -138,7 +138,7 @@ def rss_bytes(pid: int) -> int:
 ALL_TARGETS = {
     "native": ("native", None),
     "passthrough": ("shuntfs passthrough", []),
-    "killpriv": ("shuntfs passthrough, killpriv=on", ["killpriv=on"]),
+    "nokillpriv": ("shuntfs passthrough, killpriv=off", ["killpriv=off"]),
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),

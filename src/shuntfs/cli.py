@@ -43,6 +43,7 @@ class Config:
     inode_fds: int | None = None
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
+    queue_threads: int = 2
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 
@@ -54,7 +55,7 @@ _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser",
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring", "queue_threads"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -114,6 +115,8 @@ def apply_option(config: Config, word: str) -> None:
         config.killpriv = _on_off(name, value)
     elif name == "io_uring":
         config.io_uring = _on_off(name, value)
+    elif name == "queue_threads":
+        config.queue_threads = _positive_int(name, value, 1, 16)
     elif name in _IGNORED_WORDS:
         pass
     elif name in MOUNT_FLAG_WORDS:
@@ -169,7 +172,7 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, killpriv=on|off, io_uring=on|off, and noexec, noatime and the like."
+        "inode_fds=N, killpriv=on|off, io_uring=on|off, queue_threads=N, and noexec, noatime and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -305,6 +308,7 @@ def run(config: Config, report) -> int:
         cache_symlinks=config.cache != "none",
         auto_unmount=config.auto_unmount,
         io_uring=config.io_uring is not False,
+        queue_threads=config.queue_threads,
     )
     try:
         session.mount()

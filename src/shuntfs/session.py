@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from . import abi, credentials, protocol, rings
+from . import abi, protocol, rings
 from .abi import InitFlag, Opcode
 from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
@@ -54,8 +54,8 @@ class Session:
     ``serve()`` does all three.
 
     ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by
-    ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (a handler that
-    blocks holds up only its own entries). The kernel offers it only when the fuse module's enable_uring is on, which
+    ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (default: two
+    entries per queue in all; with two threads, a handler that blocks holds up only its own entry). The kernel offers it only when the fuse module's enable_uring is on, which
     the session turns on when it runs as root; otherwise, or if registering fails, requests stay on /dev/fuse.
     Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
     """
@@ -75,7 +75,7 @@ class Session:
         auto_unmount: bool = True,
         io_uring: bool = False,
         queue_threads: int = 2,
-        ring_depth: int = 1,
+        ring_depth: int | None = None,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
@@ -93,7 +93,7 @@ class Session:
         if io_uring and rings.usable(quiet=True):
             want |= InitFlag.OVER_IO_URING
         self.queue_threads = max(1, queue_threads)
-        self.ring_depth = max(1, ring_depth)
+        self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
         self._queues: list[rings.Queue] = []
         if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2

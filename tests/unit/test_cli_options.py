@@ -52,11 +52,14 @@ def test_io_uring_is_automatic_unless_set():
     assert parse_args(["s", "m"]).io_uring is None
     assert parse_args(["-o", "io_uring=on", "s", "m"]).io_uring is True
     assert parse_args(["-o", "io_uring=off", "s", "m"]).io_uring is False
+    assert parse_args(["s", "m"]).queue_threads == 2
+    assert parse_args(["-o", "queue_threads=1", "s", "m"]).queue_threads == 1
 
 
 @pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
                                  "max_stack_depth=3", "fsname", "inode_fds=0", "inode_fds=many", "inode_fds",
-                                 "killpriv=maybe", "io_uring=auto", "io_uring"])
+                                 "killpriv=maybe", "io_uring=auto", "io_uring", "queue_threads=0",
+                                 "queue_threads=17"])
 def test_bad_options(bad):
     with pytest.raises(UsageError):
         parse_args(["-o", bad, "s", "m"])
