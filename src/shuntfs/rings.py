@@ -99,7 +99,6 @@ class Queue:
         self.qid = qid
         self.entries = [Entry(max(payload_size, abi.URING_MIN_PAYLOAD)) for _ in range(depth)]
         self.error = 0  # the first failure the kernel reported for an entry
-        self.registered = False
 
     def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
         """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
@@ -119,7 +118,6 @@ class Queue:
         put = ring.put_uring_cmd
         for i, e in enumerate(entries):
             put(devfd, abi.URING_CMD_REGISTER, e.iov_addr, 2, i, pack_cmd(0, 0, qid))
-        self.registered = True
         live = len(entries)
         commit = abi.URING_CMD_COMMIT_AND_FETCH
         decode, ring_request, ring_reply = protocol.decode, protocol.ring_request, protocol.ring_reply
@@ -153,6 +151,6 @@ class Queue:
                 try:
                     ring_reply(view, reply)
                 except ValueError:
-                    log.error("reply to %r does not fit the io_uring payload buffer", req)
+                    log.error("reply to request %d does not fit the io_uring payload buffer", unique)
                     ring_reply(view, protocol.reply_error(unique, errno.EIO))
                 put(devfd, commit, e.iov_addr, 2, index, pack_cmd(0, unique, qid))
