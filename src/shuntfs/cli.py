@@ -55,7 +55,8 @@ _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser",
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring", "queue_threads"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring",
+           "queue_threads"}
 
 
 def _on_off(name: str, value: str | None) -> bool:

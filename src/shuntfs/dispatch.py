@@ -257,37 +257,32 @@ class Dispatcher:
         self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
         return protocol.open_out(kfh, flags, backing_id)
 
-    def _opened(self, nodeid: int, fi: FileInfo, attrs: EntryAttributes | None = None) -> bytes:
-        """The reply to a successful open/create; a failure here still releases what the handler opened."""
+    def _opened(self, nodeid: int, fi: FileInfo, entry: bytes = b"", truncated_by: Request | None = None) -> bytes:
+        """The reply to a successful open/create; a failure here still releases what the handler opened.
+        ``truncated_by``: an OPEN whose O_TRUNC the kernel flagged as by a caller without CAP_FSETID."""
         try:
-            if attrs is None:
-                return self._open_reply(nodeid, fi)
-            return entry_bytes(attrs) + self._open_reply(nodeid, fi)
+            if truncated_by is not None and self._clear_setid and fi.passthrough_fd is not None:
+                credentials.clear_setid_bits(fi.passthrough_fd, truncated_by.gid, truncated_by.pid)
+            return entry + self._open_reply(nodeid, fi)
         except BaseException:
             self.ops.release(fi.fh)
             raise
 
     def _open(self, req: Request) -> bytes:
-        fi = self.ops.open(req.nodeid, req.arg.flags, self._ctx(req))
-        if req.arg.open_flags & abi.OPEN_KILL_SUIDGID and self._clear_setid and fi.passthrough_fd is not None:
-            # O_TRUNC of an existing file by a caller without CAP_FSETID. (CREATE carries the flag for files it
-            # makes too, whose bits stay: there the handler, which knows whether it truncated, must do it.)
-            try:
-                credentials.clear_setid_bits(fi.passthrough_fd, req.gid, req.pid)
-            except BaseException:
-                self.ops.release(fi.fh)
-                raise
-        return self._opened(req.nodeid, fi)
+        # CREATE carries the kill flag for files it makes too, whose bits stay: there the handler, which knows
+        # whether it truncated an existing file, must clear them.
+        killed = req if req.arg.open_flags & abi.OPEN_KILL_SUIDGID else None
+        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)), truncated_by=killed)
 
     def _create(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, attrs)
+        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
 
     def _tmpfile(self, req: Request) -> bytes:
         a = req.arg
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, attrs)
+        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
 
     def _read(self, req: Request) -> list:
         a = req.arg

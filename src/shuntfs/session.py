@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from . import abi, protocol, rings
 from .abi import InitFlag, Opcode
@@ -55,8 +55,9 @@ class Session:
 
     ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by
     ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (default: two
-    entries per queue in all; with two threads, a handler that blocks holds up only its own entry). The kernel offers it only when the fuse module's enable_uring is on, which
-    the session turns on when it runs as root; otherwise, or if registering fails, requests stay on /dev/fuse.
+    entries per queue in all; with two threads, a handler that blocks holds up only its own entry). The kernel
+    offers it only when the fuse module's enable_uring is on, which the session turns on when it runs as root;
+    otherwise, or if registering fails, requests stay on /dev/fuse.
     Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
     """
 
@@ -94,7 +95,7 @@ class Session:
             want |= InitFlag.OVER_IO_URING
         self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
-        self._queues: list[rings.Queue] = []
+        self._queues: list[tuple[rings.Queue, list[int]]] = []  # with the counters of the thread serving it
         if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
@@ -148,11 +149,16 @@ class Session:
             fds.append(self._clone_fd())
         self._worker_fds = fds
         for index, fd in enumerate(fds):
-            counts = [0] * (abi.MAX_OPCODE + 1)
-            self._counts.append(counts)
-            t = threading.Thread(target=self._run_worker, args=(fd, counts), name=f"shuntfs-{index}", daemon=True)
-            self._workers.append(t)
-            t.start()
+            self._spawn(self._run_worker, fd, f"shuntfs-{index}")
+
+    def _spawn(self, target: Callable[[Any, list[int]], None], work: Any, name: str) -> list[int]:
+        """Start a thread running ``target(work, counts)`` with its own per-opcode counters; return them."""
+        counts = [0] * (abi.MAX_OPCODE + 1)
+        self._counts.append(counts)
+        t = threading.Thread(target=target, args=(work, counts), name=name, daemon=True)
+        self._workers.append(t)
+        t.start()
+        return counts
 
     def wait_init(self, timeout: float = 10.0) -> bool:
         return self.dispatcher is not None and self.dispatcher.init_done.wait(timeout)
@@ -264,7 +270,7 @@ class Session:
             "io_uring_queues": [
                 {"qid": q.qid, "entries": len(q.entries), "requests": sum(c),
                  "error": os.strerror(q.error) if q.error else None}
-                for q, c in zip(self._queues, self._counts[len(self._worker_fds):])
+                for q, c in self._queues
             ],
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
@@ -424,13 +430,7 @@ class Session:
         for qid in range(rings.possible_cpus()):
             for k in range(self.queue_threads):
                 queue = rings.Queue(self.fd, qid, self.ring_depth, payload)
-                counts = [0] * (abi.MAX_OPCODE + 1)
-                self._counts.append(counts)
-                self._queues.append(queue)
-                t = threading.Thread(target=self._run_queue, args=(queue, counts), name=f"shuntfs-q{qid}.{k}",
-                                     daemon=True)
-                self._workers.append(t)
-                t.start()
+                self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
 
     def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:
         try:

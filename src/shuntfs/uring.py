@@ -11,6 +11,7 @@ reordered with stores, loads not with loads); other architectures would need bar
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import platform
@@ -20,9 +21,6 @@ _SYS_SETUP = 425
 _SYS_ENTER = 426
 
 SETUP_SQE128 = 1 << 10
-SETUP_CQSIZE = 1 << 3
-SETUP_COOP_TASKRUN = 1 << 8
-SETUP_SINGLE_ISSUER = 1 << 12
 ENTER_GETEVENTS = 1
 FEAT_SINGLE_MMAP = 1
 
@@ -49,11 +47,12 @@ def supported_arch() -> bool:
 
 
 class Ring:
-    """An io_uring with ``entries`` SQEs of 128 bytes; ``cq_entries`` completions (default twice as many)."""
+    """An io_uring with ``entries`` SQEs of 128 bytes (``flags`` must hold SETUP_SQE128) and the kernel's default
+    of twice as many completion slots."""
 
     def __init__(self, entries: int, flags: int = 0) -> None:
         if not supported_arch():
-            raise OSError(95, f"io_uring rings are not implemented for {platform.machine()}")
+            raise OSError(errno.EOPNOTSUPP, f"io_uring rings are not implemented for {platform.machine()}")
         params = bytearray(_PARAMS.size)
         struct.pack_into("<I", params, 8, flags)
         buf = (ctypes.c_char * len(params)).from_buffer(params)
@@ -132,9 +131,9 @@ class Ring:
                 self._pending -= r
                 return r
             e = ctypes.get_errno()
-            if e == 4:  # EINTR
+            if e == errno.EINTR:
                 continue
-            if e == 16:  # EBUSY: completions are waiting to be reaped first
+            if e == errno.EBUSY:  # completions are waiting to be reaped first
                 return 0
             raise OSError(e, f"io_uring_enter: {os.strerror(e)}")
 

@@ -164,11 +164,11 @@ os.close(fd)
 """
 
 
-def _set_id_file(m, name: str, owner: int) -> None:
+def _source_file(m, name: str, owner: int, mode: int) -> None:
     path = m.source / name
     path.write_bytes(b"x")
     os.chown(path, owner, owner)
-    path.chmod(0o4777)
+    path.chmod(mode)
 
 
 def test_set_id_files_are_passthrough_and_cleared_as_natively(mount_factory):
@@ -176,11 +176,11 @@ def test_set_id_files_are_passthrough_and_cleared_as_natively(mount_factory):
     the daemon's CAP_FSETID); another user's write clears it first: the kernel's file_remove_privs sends an empty
     SETATTR as that user, which the library turns into clearing the bits. Neither write reaches the daemon."""
     m = mount_factory("allow_other")
-    _set_id_file(m, "root-writes", 65534)
+    _source_file(m, "root-writes", 65534, 0o4777)
     with open(m.mnt / "root-writes", "r+b") as f:
         f.write(b"r")
     assert (m.source / "root-writes").stat().st_mode & 0o7777 == 0o4777
-    _set_id_file(m, "nobody-writes", 65534)
+    _source_file(m, "nobody-writes", 65534, 0o4777)
     subprocess.run(as_user("nobody", ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "nobody-writes")]), check=True)
     assert (m.source / "nobody-writes").stat().st_mode & 0o7777 == 0o777
     assert os.stat(m.mnt / "nobody-writes").st_mode & 0o7777 == 0o777
@@ -195,9 +195,7 @@ def test_set_id_bit_set_during_a_passthrough_open(mount_factory):
     the chmod, so the next write by a user without CAP_FSETID still clears the bit, and root's still keeps it."""
     m = mount_factory("allow_other")
     for name in ("late-nobody", "late-root"):
-        (m.source / name).write_bytes(b"x")
-        os.chown(m.source / name, 65534, 65534)
-        (m.source / name).chmod(0o777)
+        _source_file(m, name, 65534, 0o777)
     writer = subprocess.Popen(as_user("nobody", ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "late-nobody"), "wait"]),
                               stdin=subprocess.PIPE)
     fd = os.open(m.mnt / "late-root", os.O_WRONLY)
