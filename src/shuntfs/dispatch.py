@@ -1,7 +1,8 @@
 """The bridge from decoded requests to :class:`~shuntfs.operations.Operations` calls and back to reply payloads.
 
 A table maps each opcode to one handler; a handler returns the reply payload (``bytes``, a list of buffers for
-writev, or ``None`` for an empty reply) or raises ``FUSEError``/``OSError``. The dispatcher also owns what the
+writev, ``None`` for an empty reply, or the size of a payload it put in ``Request.out``) or raises
+``FUSEError``/``OSError``. The dispatcher also owns what the
 library promises users: open-file records, the backing registry, and userspace I/O on ``passthrough_fd`` files
 when the kernel cannot serve them.
 """
@@ -284,10 +285,13 @@ class Dispatcher:
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
         return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
 
-    def _read(self, req: Request) -> list:
+    def _read(self, req: Request) -> list | int:
         a = req.arg
         record = self._file(a.fh)
         if record.fd >= 0:
+            out = req.out
+            if out is not None and a.size <= len(out):
+                return os.preadv(record.fd, [out[: a.size]], a.offset)  # straight into the reply, no bytes object
             return [os.pread(record.fd, a.size, a.offset)]
         return [self.ops.read(record.fh, a.offset, a.size)]
 

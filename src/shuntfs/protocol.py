@@ -21,7 +21,7 @@ class ProtocolError(Exception):
 class Request:
     """One decoded kernel request: header fields and the opcode's typed argument."""
 
-    __slots__ = ("opcode", "unique", "nodeid", "uid", "gid", "pid", "arg")
+    __slots__ = ("opcode", "unique", "nodeid", "uid", "gid", "pid", "arg", "out")
 
     def __init__(self, opcode: int, unique: int, nodeid: int, uid: int, gid: int, pid: int, arg: Any) -> None:
         self.opcode = opcode
@@ -31,6 +31,9 @@ class Request:
         self.gid = gid
         self.pid = pid
         self.arg = arg
+        #: where the transport lets a handler put a reply payload in place (a writable view of at least max_write
+        #: bytes), or None; a handler that fills it returns the byte count instead of a payload
+        self.out: memoryview | None = None
 
     def __repr__(self) -> str:
         name = abi.OPCODE_NAMES.get(self.opcode, str(self.opcode))
@@ -526,13 +529,15 @@ def ring_request(view: memoryview) -> memoryview:
 
 def ring_reply(view: memoryview, reply: bytes | list) -> None:
     """Put a reply (a whole message, or a list whose first item is the header) into a ring entry: the header goes
-    in the header area, everything after it in the payload buffer."""
+    in the header area, everything after it in the payload buffer. A first payload part that is a view of the entry
+    itself was put in place by the handler (``Request.out`` is the entry's payload buffer) and is not copied."""
     if isinstance(reply, list):
         view[:_OUT] = reply[0]
         pos = RING_PAYLOAD
         for part in reply[1:]:
             n = len(part)
-            view[pos : pos + n] = part
+            if not (pos == RING_PAYLOAD and type(part) is memoryview and part.obj is view.obj):
+                view[pos : pos + n] = part
             pos += n
         size = pos - RING_PAYLOAD
     else:

@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any, Callable
 
-from . import abi, protocol, uring
+from . import abi, buffers, protocol, uring
 
 log = logging.getLogger("shuntfs")
 
@@ -80,7 +80,7 @@ class Entry:
     copies requests and replies through (header area, payload)."""
 
     def __init__(self, payload_size: int) -> None:
-        self.buf = bytearray(protocol.RING_PAYLOAD + payload_size)
+        self.buf = buffers.page_buffer(protocol.RING_PAYLOAD + payload_size)
         self.view = memoryview(self.buf)
         self._pin = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)  # also keeps the buffer from moving
         base = ctypes.addressof(self._pin)
@@ -88,6 +88,7 @@ class Entry:
             _Iovec(base, abi.URING_HEADER_SIZE), _Iovec(base + protocol.RING_PAYLOAD, payload_size)
         )
         self.iov_addr = ctypes.addressof(self.iov)
+        self.out = self.view[protocol.RING_PAYLOAD : protocol.RING_PAYLOAD + payload_size]  # Request.out
 
 
 class Queue:
@@ -143,6 +144,7 @@ class Queue:
                     reply: Any = protocol.reply_error(unique, errno.EIO)
                 else:
                     unique = req.unique
+                    req.out = e.out
                     reply = respond(req, counts, started)
                     if reply is None:
                         # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be

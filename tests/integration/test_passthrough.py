@@ -6,6 +6,8 @@ import mmap
 import os
 import subprocess
 
+import pytest
+
 from .conftest import as_user, wait_for
 
 
@@ -57,6 +59,24 @@ def test_fallback_serves_data_in_userspace(mount_factory):
     assert counts.get("READ", 0) > 0
     assert counts.get("WRITE", 0) > 0
     assert (m.source / "data").read_bytes()[:4] == b"MMAP"
+
+
+@pytest.mark.parametrize("transport", ["io_uring=on", "io_uring=off"])
+def test_fallback_reads_arrive_a_mebibyte_at_a_time(mount_factory, transport):
+    """A root daemon raises the mount's readahead from the kernel's 128 KiB to max_pages, and READ replies are put
+    in place (the ring entry or a page-aligned buffer): the data must still be exactly the file's."""
+    m = mount_factory("passthrough=off", transport)
+    dev = os.stat(m.mnt).st_dev
+    bdi = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    with open(bdi) as f:
+        assert int(f.read()) == 1024
+    data = os.urandom(8 << 20)
+    (m.source / "big").write_bytes(data)
+    before = m.requests().get("READ", 0)
+    with open(m.mnt / "big", "rb", buffering=0) as f:
+        got = b"".join(iter(lambda: f.read(1 << 20), b""))
+    assert got == data
+    assert m.requests()["READ"] - before <= 10  # 64 at 128 KiB
 
 
 def test_one_backing_id_per_inode_shared_by_opens(mount_factory):

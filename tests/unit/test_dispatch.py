@@ -154,6 +154,10 @@ def test_passthrough_fd_is_served_in_userspace_when_passthrough_is_off(tmp_path)
         assert flags & abi.OpenFlag.KEEP_CACHE
         data = d.table[Opcode.READ](req(Opcode.READ, protocol.Read(kfh, 2, 4, 0, 0, 0), nodeid=9))
         assert b"".join(data) == b"2345"
+        # given room for the reply, the data goes there and the handler answers with its size
+        placed = req(Opcode.READ, protocol.Read(kfh, 6, 100, 0, 0, 0), nodeid=9)
+        placed.out = memoryview(bytearray(100))
+        assert d.table[Opcode.READ](placed) == 4 and placed.out[:4] == b"6789"
         view = memoryview(b"AB")
         written = d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 0, 2, 0, 0, 0, view), nodeid=9))
         assert written == protocol.write_out(2)

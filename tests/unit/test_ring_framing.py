@@ -101,6 +101,17 @@ def test_buffer_list_replies_are_joined_in_the_payload(parts):
     assert read_reply(entry) == (16 + sum(map(len, parts)), 0, 5, b"".join(parts))
 
 
+def test_a_payload_put_in_place_is_kept_and_other_views_are_copied():
+    entry = memoryview(bytearray(protocol.RING_PAYLOAD + PAYLOAD_SIZE))
+    out = entry[protocol.RING_PAYLOAD :]
+    out[:5] = b"hello"
+    protocol.ring_reply(entry, [protocol.reply_header(3, 5), out[:5]])
+    assert read_reply(entry) == (21, 0, 3, b"hello")
+    elsewhere = memoryview(bytearray(b"world"))
+    protocol.ring_reply(entry, [protocol.reply_header(4, 5), elsewhere])
+    assert read_reply(entry) == (21, 0, 4, b"world")
+
+
 def test_error_replies_have_an_empty_payload():
     entry = memoryview(bytearray(protocol.RING_PAYLOAD + PAYLOAD_SIZE))
     entry[protocol.RING_PAYLOAD :] = b"\xff" * PAYLOAD_SIZE
