@@ -40,6 +40,13 @@ _SQE_HEAD = struct.Struct("<BBHiIIQIIQ")
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
+# io_uring_enter(fd, to_submit, min_complete, flags, sig, sigsz) runs once per request: a typed prototype converts
+# plain ints (half the cost of building c_long objects per call). syscall(2) is variadic, but on x86-64 integer
+# arguments travel in the same registers either way.
+_enter = ctypes.CFUNCTYPE(
+    ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_long, ctypes.c_void_p,
+    ctypes.c_long, use_errno=True,
+)(("syscall", _libc))
 
 
 def supported_arch() -> bool:
@@ -126,7 +133,7 @@ class Ring:
         n = self._pending
         flags = ENTER_GETEVENTS if wait else 0
         while True:
-            r = _syscall(_SYS_ENTER, ctypes.c_long(self.fd), ctypes.c_long(n), ctypes.c_long(wait), ctypes.c_long(flags), None, ctypes.c_long(0))
+            r = _enter(_SYS_ENTER, self.fd, n, wait, flags, None, 0)
             if r >= 0:
                 self._pending -= r
                 return r
