@@ -43,7 +43,7 @@ class Config:
     inode_fds: int | None = None
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
-    queue_threads: int = 2
+    queue_threads: int = 1
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 

@@ -12,10 +12,13 @@ import ctypes
 import errno
 import logging
 import os
+import threading
 import time
+from concurrent.futures import Executor
 from typing import Any, Callable
 
 from . import abi, buffers, protocol, uring
+from .abi import Opcode
 
 log = logging.getLogger("shuntfs")
 
@@ -91,15 +94,34 @@ class Entry:
         self.out = self.view[protocol.RING_PAYLOAD : protocol.RING_PAYLOAD + payload_size]  # Request.out
 
 
+#: Requests whose handlers may block for long (a disk flush, a large copy): with ``handoff``, a pool serves them, so
+#: they hold up neither the queue thread nor the other entries of its CPU's queue.
+SLOW_OPCODES = frozenset(
+    {Opcode.FSYNC, Opcode.FSYNCDIR, Opcode.FLUSH, Opcode.FALLOCATE, Opcode.COPY_FILE_RANGE, Opcode.COPY_FILE_RANGE_64}
+)
+_WAKE = 1 << 63  # user_data of the eventfd read; entries use their index
+_UNCOUNTED = [0] * (abi.MAX_OPCODE + 1)  # the pool's respond() counts here: the queue thread already counted
+
+
 class Queue:
     """One thread's share of queue ``qid`` of the connection on ``devfd``: a ring of ``depth`` entries, served by
-    the thread that calls serve(). Several may serve one qid; the kernel hands a request to any free entry."""
+    the thread that calls serve(). Several may serve one qid; the kernel hands a request to any free entry.
 
-    def __init__(self, devfd: int, qid: int, depth: int, payload_size: int) -> None:
+    With ``handoff`` (an executor), requests in SLOW_OPCODES run there; their replies come back to the queue thread,
+    which alone submits on its ring, through an eventfd that the ring reads."""
+
+    def __init__(
+        self, devfd: int, qid: int, depth: int, payload_size: int, handoff: Executor | None = None
+    ) -> None:
         self.devfd = devfd
         self.qid = qid
         self.entries = [Entry(max(payload_size, abi.URING_MIN_PAYLOAD)) for _ in range(depth)]
         self.error = 0  # the first failure the kernel reported for an entry
+        self.handoff = handoff
+        self._done: list[tuple[int, int, Any]] = []  # (entry index, unique, reply) from the pool
+        self._lock = threading.Lock()  # guards _done and _wake_fd between the pool and the queue thread
+        self._wake_fd = -1
+        self._wake_buf = ctypes.create_string_buffer(8)
 
     def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
         """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
@@ -107,10 +129,16 @@ class Queue:
             os.sched_setaffinity(0, {self.qid})
         except OSError:
             pass  # a possible CPU that is offline: its queue only serves callers after it comes up
-        ring = uring.Ring(2 * len(self.entries), uring.SETUP_SQE128)
+        ring = uring.Ring(2 * len(self.entries) + 2, uring.SETUP_SQE128)
         try:
+            if self.handoff is not None:
+                self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC)
             self._serve(ring, respond, counts, debug)
         finally:
+            with self._lock:  # a pool thread may still be about to wake us: it checks the fd under the lock
+                if self._wake_fd >= 0:
+                    os.close(self._wake_fd)
+                    self._wake_fd = -1
             ring.close()
 
     def _serve(self, ring: uring.Ring, respond: Respond, counts: list[int], debug: bool) -> None:
@@ -119,12 +147,40 @@ class Queue:
         put = ring.put_uring_cmd
         for i, e in enumerate(entries):
             put(devfd, abi.URING_CMD_REGISTER, e.iov_addr, 2, i, pack_cmd(0, 0, qid))
+        wake_addr = ctypes.addressof(self._wake_buf)
+        if self._wake_fd >= 0:
+            ring.put_read(self._wake_fd, wake_addr, 8, _WAKE)
+        handoff = self.handoff
+        slow = SLOW_OPCODES if handoff is not None else frozenset()
         live = len(entries)
         commit = abi.URING_CMD_COMMIT_AND_FETCH
         decode, ring_request, ring_reply = protocol.decode, protocol.ring_request, protocol.ring_reply
+
+        def finish(index: int, unique: int, reply: Any) -> None:
+            view = entries[index].view
+            if reply is None:
+                # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be committed to
+                # take the next request, so anything else gets one.
+                reply = protocol.reply_error(unique, errno.ENOSYS)
+            try:
+                ring_reply(view, reply)
+            except ValueError:
+                log.error("reply to request %d does not fit the io_uring payload buffer", unique)
+                ring_reply(view, protocol.reply_error(unique, errno.EIO))
+            put(devfd, commit, entries[index].iov_addr, 2, index, pack_cmd(0, unique, qid))
+
         while live:
             ring.enter(1)
             for index, res in ring.completions():
+                if index == _WAKE:
+                    if res < 0:
+                        log.error("io_uring queue %d: waiting for the pool failed: %s", qid, os.strerror(-res))
+                    with self._lock:
+                        done, self._done = self._done, []
+                    for item in done:
+                        finish(*item)
+                    ring.put_read(self._wake_fd, wake_addr, 8, _WAKE)
+                    continue
                 e = entries[index]
                 if res < 0:
                     live -= 1
@@ -145,14 +201,18 @@ class Queue:
                 else:
                     unique = req.unique
                     req.out = e.out
+                    if req.opcode in slow:
+                        counts[req.opcode] += 1
+                        handoff.submit(self._slow, respond, req, index, started)  # type: ignore[union-attr]
+                        continue
                     reply = respond(req, counts, started)
-                    if reply is None:
-                        # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be
-                        # committed to take the next request, so anything else gets one.
-                        reply = protocol.reply_error(unique, errno.ENOSYS)
-                try:
-                    ring_reply(view, reply)
-                except ValueError:
-                    log.error("reply to request %d does not fit the io_uring payload buffer", unique)
-                    ring_reply(view, protocol.reply_error(unique, errno.EIO))
-                put(devfd, commit, e.iov_addr, 2, index, pack_cmd(0, unique, qid))
+                finish(index, unique, reply)
+
+    def _slow(self, respond: Respond, req: protocol.Request, index: int, started: float) -> None:
+        """In the pool: serve ``req`` and hand its reply to the queue thread."""
+        reply = respond(req, _UNCOUNTED, started)
+        with self._lock:
+            if self._wake_fd < 0:
+                return  # the queue has ended: the connection is gone, and so is the request
+            self._done.append((index, req.unique, reply))
+            os.eventfd_write(self._wake_fd, 1)

@@ -15,6 +15,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from . import abi, buffers, protocol, rings
@@ -31,6 +32,7 @@ trace = logging.getLogger("shuntfs.trace")
 _END_ERRNOS = (errno.ENODEV, errno.ECONNABORTED, errno.EBADF)
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.ENOENT)
 _UNSUPPORTED_ERRNO = errno.ENOSYS
+_POOL_THREADS = 4  # for the io_uring queues' slow requests (fsync and the like): how many may block at once
 
 #: What every session asks for at INIT; cache-related flags come from the options.
 BASE_FLAGS = (
@@ -55,10 +57,12 @@ class Session:
 
     ``io_uring=True`` asks for FUSE over io_uring: after INIT, one queue per possible CPU, each served by
     ``queue_threads`` threads pinned to that CPU, each with its own ring of ``ring_depth`` entries (default: two
-    entries per queue in all; with two threads, a handler that blocks holds up only its own entry). The kernel
-    offers it only when the fuse module's enable_uring is on, which the session turns on when it runs as root;
-    otherwise, or if registering fails, requests stay on /dev/fuse.
+    entries per queue in all). The kernel offers it only when the fuse module's enable_uring is on, which the
+    session turns on when it runs as root; otherwise, or if registering fails, requests stay on /dev/fuse.
     Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
+    Requests that may block for long (``rings.SLOW_OPCODES``: fsync, flush, fallocate, copy_file_range) go to a
+    small pool instead, so they hold up no queue. A filesystem whose other handlers may block should give each
+    entry its own thread (``queue_threads=2``): a handler that blocks then holds up only its own entry.
     """
 
     def __init__(
@@ -75,7 +79,7 @@ class Session:
         auto_inval_data: bool = True,
         auto_unmount: bool = True,
         io_uring: bool = False,
-        queue_threads: int = 2,
+        queue_threads: int = 1,
         ring_depth: int | None = None,
     ) -> None:
         self.ops = ops
@@ -96,6 +100,7 @@ class Session:
         self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
         self._queues: list[tuple[rings.Queue, list[int]]] = []  # with the counters of the thread serving it
+        self._pool: ThreadPoolExecutor | None = None  # serves the queues' slow requests
         if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
@@ -231,6 +236,9 @@ class Session:
         if self._loop_thread is not None:
             self._loop_thread.close()
             self._loop_thread = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def _clone_fd(self) -> int:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
@@ -445,9 +453,10 @@ class Session:
         """After INIT, if the kernel took OVER_IO_URING: the pinned threads of every queue. Until every queue has an
         entry the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
         payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
+        self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="shuntfs-slow")
         for qid in range(rings.possible_cpus()):
             for k in range(self.queue_threads):
-                queue = rings.Queue(self.fd, qid, self.ring_depth, payload)
+                queue = rings.Queue(self.fd, qid, self.ring_depth, payload, self._pool)
                 self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
 
     def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:

@@ -1,4 +1,5 @@
-"""A minimal io_uring: one ring of 128-byte SQEs driven through the raw syscalls, enough for IORING_OP_URING_CMD.
+"""A minimal io_uring: one ring of 128-byte SQEs driven through the raw syscalls, enough for IORING_OP_URING_CMD
+(and IORING_OP_READ, so that an eventfd can wake the thread that waits on the ring).
 
 There is no liburing binding in the standard library, and FUSE over io_uring needs only a handful of things: set up a
 ring with IORING_SETUP_SQE128, map it, put uring commands in it, submit and wait. The ring belongs to one thread,
@@ -24,6 +25,7 @@ SETUP_SQE128 = 1 << 10
 ENTER_GETEVENTS = 1
 FEAT_SINGLE_MMAP = 1
 
+OP_READ = 22
 OP_URING_CMD = 46
 _OFF_SQ_RING = 0
 _OFF_CQ_RING = 0x8000000
@@ -117,13 +119,27 @@ class Ring:
 
     def put_uring_cmd(self, fd: int, cmd_op: int, addr: int, length: int, user_data: int, cmd: bytes) -> None:
         """Queue one IORING_OP_URING_CMD; ``cmd`` fills the 80-byte command area. Submitted by the next enter()."""
-        if self._tail - self._sq_head.value >= self.sq_entries:
-            self.enter(0)  # the kernel consumes SQEs at submission, so a full ring only means they are not sent yet
-        off = (self._tail & self._sq_mask) * SQE_SIZE
+        off = self._slot()
         sqes = self.sqes
         _SQE_HEAD.pack_into(sqes, off, OP_URING_CMD, 0, 0, fd, cmd_op, 0, addr, length, 0, user_data)
         sqes[off + 40 : off + 48] = bytes(8)
         sqes[off + 48 : off + 48 + len(cmd)] = cmd
+        self._queued()
+
+    def put_read(self, fd: int, addr: int, length: int, user_data: int) -> None:
+        """Queue one IORING_OP_READ of ``length`` bytes at ``addr`` (offset 0; for eventfds and the like)."""
+        off = self._slot()
+        sqes = self.sqes
+        _SQE_HEAD.pack_into(sqes, off, OP_READ, 0, 0, fd, 0, 0, addr, length, 0, user_data)
+        sqes[off + 40 : off + 64] = bytes(24)
+        self._queued()
+
+    def _slot(self) -> int:
+        if self._tail - self._sq_head.value >= self.sq_entries:
+            self.enter(0)  # the kernel consumes SQEs at submission, so a full ring only means they are not sent yet
+        return (self._tail & self._sq_mask) * SQE_SIZE
+
+    def _queued(self) -> None:
         self._tail += 1
         self._pending += 1
         self._sq_tail.value = self._tail & 0xFFFFFFFF

@@ -8,6 +8,7 @@ import errno
 import os
 import stat
 import subprocess
+import sys
 import threading
 import time
 
@@ -93,6 +94,7 @@ class Blocking(Operations):
     def __init__(self) -> None:
         self.unblock = threading.Event()
         self.reading = threading.Event()
+        self.syncing = threading.Event()
 
     def _attrs(self, inode: int) -> EntryAttributes:
         if inode == ROOT_INODE:
@@ -117,12 +119,16 @@ class Blocking(Operations):
             self.unblock.wait(20)
         return b"data"[offset:offset + size]
 
+    def fsync(self, fh, datasync):
+        self.syncing.set()
+        self.unblock.wait(20)
+
 
 @pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
 @pytest.mark.parametrize("queue_threads", [2, 1])
 def test_a_blocked_handler_and_its_cpus_queue(tree, queue_threads):
-    """With two threads per queue (the default) a request from the CPU of a blocked handler is served at once; with
-    one, it waits for the blocked one (the documented price of queue_threads=1)."""
+    """With two threads per queue a request from the CPU of a blocked handler is served at once; with one (the
+    default), it waits for the blocked one: the documented price, paid only by handlers outside SLOW_OPCODES."""
     assert rings.usable()
     _src, mnt = tree
     ops = Blocking()
@@ -152,3 +158,42 @@ def test_a_blocked_handler_and_its_cpus_queue(tree, queue_threads):
         session.unmount()
         session.wait()
     assert find_mount(str(mnt)) is None
+
+
+FSYNC_SLOW = """
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)
+print("synced")
+"""
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_a_blocked_fsync_holds_up_no_queue(tree):
+    """With one thread per queue (the default), an fsync that blocks is served by the pool: a request from the same
+    CPU is answered meanwhile, and the fsync's reply still reaches its caller once it is done."""
+    assert rings.usable()
+    _src, mnt = tree
+    ops = Blocking()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True)
+    assert session.queue_threads == 1
+    session.mount()
+    session.start()
+    syncer = fast = None
+    try:
+        assert session.wait_init()
+        assert wait_for(lambda: session.stats()["transport"] == "io_uring", 5)
+        syncer = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", FSYNC_SLOW, str(mnt / "fast")],
+                                  stdout=subprocess.PIPE)
+        assert ops.syncing.wait(10)
+        fast = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "fast")], stdout=subprocess.PIPE)
+        assert fast.communicate(timeout=5)[0] == b"data", "a request from the same CPU waited for the fsync"
+        assert syncer.poll() is None
+    finally:
+        ops.unblock.set()
+        if syncer is not None:
+            assert syncer.communicate(timeout=15)[0] == b"synced\n"
+        session.unmount()
+        session.wait()
+    assert find_mount(str(mnt)) is None
+    assert session.request_counts().get("FSYNC") == 1
