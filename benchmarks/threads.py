@@ -1,5 +1,5 @@
 """Does a multi-threaded dispatcher pay under the GIL? Worker threads (each on a cloned /dev/fuse fd) vs load,
-and io_uring's pinned queue threads beside them.
+and io_uring's pinned queue threads (one per CPU queue, the default, and two) beside them.
 
     sudo python3 -m benchmarks.threads [--threads 1,2,4] [--clients 4] [--seconds 3]
 
@@ -33,8 +33,9 @@ class Slow(Mirror):
         time.sleep(0.001)
         return super().lookup(parent, name, ctx)
 
-source, mnt, threads, uring = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
-Session(Slow(source, cache="none"), mnt, threads=threads, passthrough=True, io_uring=uring).serve()
+source, mnt, threads, queue_threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+Session(Slow(source, cache="none"), mnt, threads=threads, passthrough=True, io_uring=queue_threads > 0,
+        queue_threads=max(1, queue_threads)).serve()
 """
 
 
@@ -74,20 +75,18 @@ def _load(client_fn, root: Path, clients: int, seconds: float) -> float:
     return total / (time.perf_counter() - start)
 
 
-def _slow_mount(source: Path, mnt: Path, threads: int, uring: bool) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads), str(int(uring))])
+def _slow_mount(source: Path, mnt: Path, threads: int, queue_threads: int) -> subprocess.Popen:
+    """The slow filesystem over /dev/fuse with ``threads`` workers, or over io_uring if ``queue_threads``."""
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads), str(queue_threads)])
     wait_mounted(proc, mnt, lambda: "the slow filesystem did not mount", timeout=10)
     return proc
 
 
-#: The columns: /dev/fuse with N worker threads, and io_uring (two pinned threads per CPU queue).
-URING = "io_uring"
-
-
-def _columns(threads: list[int]) -> list[tuple[str, list[str], int, bool]]:
-    """(label, -o options, /dev/fuse threads, io_uring) per column."""
-    cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, False) for n in threads]
-    return cols + [(URING, ["io_uring=on"], 2, True)]
+def _columns(threads: list[int]) -> list[tuple[str, list[str], int, int]]:
+    """(label, -o options, /dev/fuse threads, io_uring queue threads or 0) per column: /dev/fuse with N worker
+    threads, then io_uring with one pinned thread per CPU queue (the default) and with two."""
+    cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, 0) for n in threads]
+    return cols + [(f"io_uring, queue_threads={q}", ["io_uring=on", f"queue_threads={q}"], 2, q) for q in (1, 2)]
 
 
 def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dict[str, dict[str, float]]:
@@ -99,7 +98,7 @@ def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dic
             (source / f"c{c}" / f"f{i}").touch()
     results: dict[str, dict[str, float]] = {"stat, cache=none": {}, "write+fsync, fallback": {},
                                             "stat on a 1 ms filesystem": {}}
-    for label, options, n, uring in _columns(threads):
+    for label, options, n, queue_threads in _columns(threads):
         for load, extra, fn in (
             ("stat, cache=none", ["cache=none"], _stat_client),
             ("write+fsync, fallback", ["passthrough=off"], _fsync_client),
@@ -112,7 +111,7 @@ def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dic
                 t.stop()
         mnt = base / "slow"
         mnt.mkdir(exist_ok=True)
-        proc = _slow_mount(source, mnt, n, uring)
+        proc = _slow_mount(source, mnt, n, queue_threads)
         try:
             results["stat on a 1 ms filesystem"][label] = _load(_stat_client, mnt, clients, seconds)
         finally:

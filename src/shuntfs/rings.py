@@ -74,6 +74,14 @@ def possible_cpus() -> int:
     return count
 
 
+def pin_to(cpu: int) -> None:
+    """Keep the calling thread on ``cpu``, where the kernel queues the requests of callers running there."""
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        pass  # a possible CPU that is offline: its queue only serves callers after it comes up
+
+
 class _Iovec(ctypes.Structure):
     _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
 
@@ -125,10 +133,7 @@ class Queue:
 
     def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
         """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
-        try:
-            os.sched_setaffinity(0, {self.qid})
-        except OSError:
-            pass  # a possible CPU that is offline: its queue only serves callers after it comes up
+        pin_to(self.qid)
         ring = uring.Ring(2 * len(self.entries) + 2, uring.SETUP_SQE128)
         try:
             if self.handoff is not None:

@@ -32,7 +32,7 @@ trace = logging.getLogger("shuntfs.trace")
 _END_ERRNOS = (errno.ENODEV, errno.ECONNABORTED, errno.EBADF)
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.ENOENT)
 _UNSUPPORTED_ERRNO = errno.ENOSYS
-_POOL_THREADS = 4  # for the io_uring queues' slow requests (fsync and the like): how many may block at once
+_POOL_THREADS = 2  # per io_uring queue, for its slow requests (fsync and the like): how many may block at once
 
 #: What every session asks for at INIT; cache-related flags come from the options.
 BASE_FLAGS = (
@@ -100,7 +100,7 @@ class Session:
         self.queue_threads = max(1, queue_threads)
         self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
         self._queues: list[tuple[rings.Queue, list[int]]] = []  # with the counters of the thread serving it
-        self._pool: ThreadPoolExecutor | None = None  # serves the queues' slow requests
+        self._pools: list[ThreadPoolExecutor] = []  # per CPU queue, for its slow requests
         if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
@@ -236,9 +236,9 @@ class Session:
         if self._loop_thread is not None:
             self._loop_thread.close()
             self._loop_thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools = []
 
     def _clone_fd(self) -> int:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
@@ -453,10 +453,12 @@ class Session:
         """After INIT, if the kernel took OVER_IO_URING: the pinned threads of every queue. Until every queue has an
         entry the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
         payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
-        self._pool = ThreadPoolExecutor(max_workers=_POOL_THREADS, thread_name_prefix="shuntfs-slow")
         for qid in range(rings.possible_cpus()):
+            # Pinned like the queue: handing a request over and back then wakes no other CPU.
+            pool = ThreadPoolExecutor(_POOL_THREADS, f"shuntfs-slow{qid}", rings.pin_to, (qid,))
+            self._pools.append(pool)
             for k in range(self.queue_threads):
-                queue = rings.Queue(self.fd, qid, self.ring_depth, payload, self._pool)
+                queue = rings.Queue(self.fd, qid, self.ring_depth, payload, pool)
                 self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
 
     def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:

@@ -52,8 +52,8 @@ def test_io_uring_is_automatic_unless_set():
     assert parse_args(["s", "m"]).io_uring is None
     assert parse_args(["-o", "io_uring=on", "s", "m"]).io_uring is True
     assert parse_args(["-o", "io_uring=off", "s", "m"]).io_uring is False
-    assert parse_args(["s", "m"]).queue_threads == 2
-    assert parse_args(["-o", "queue_threads=1", "s", "m"]).queue_threads == 1
+    assert parse_args(["s", "m"]).queue_threads == 1
+    assert parse_args(["-o", "queue_threads=2", "s", "m"]).queue_threads == 2
 
 
 @pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
