@@ -191,9 +191,12 @@ class InodeTable:
         key = _key(st)
         with self._lock:
             inode = self._by_key.get(key)
-            if inode is not None:
+            if inode is not None and self._still_linked(inode):
                 inode.nlookup += 1
             else:
+                # A new inode; or the source gave the number of a deleted inode, which the kernel still knows (its
+                # FORGET is on the way, or it was deleted behind our back), to a new file. That file gets a node id
+                # of its own: the old one would send its I/O to the deleted file, or ESTALE if the types differ.
                 inode = Inode(self._next, fd, key, 1)
                 self._next += 1
                 self._by_id[inode.nodeid] = inode
@@ -203,6 +206,24 @@ class InodeTable:
                 return inode
         os.close(fd)
         return inode
+
+    def _still_linked(self, inode: Inode) -> bool:
+        """Whether a known inode still has a name in the source. Two linked files never share (st_dev, st_ino), so
+        a linked one is the file just looked up."""
+        if inode.fd >= 0:
+            fd = inode.fd
+        else:
+            try:
+                fd = _open_by_handle(self._mount_fds[inode.mount], inode.handle)
+            except (OSError, KeyError):
+                return False  # ESTALE: the handle's generation is gone
+        try:
+            return os.fstat(fd).st_nlink > 0
+        except OSError:
+            return False
+        finally:
+            if fd != inode.fd:
+                os.close(fd)
 
     def _to_handle(self, inode: Inode) -> bool:
         """Trade the inode's fd for its file handle (under the lock); False if it has none."""
