@@ -191,12 +191,12 @@ class InodeTable:
         key = _key(st)
         with self._lock:
             inode = self._by_key.get(key)
-            if inode is not None and self._still_linked(inode):
+            if inode is not None and (inode.fd >= 0 or self._handle_alive(inode)):
                 inode.nlookup += 1
             else:
-                # A new inode; or the source gave the number of a deleted inode, which the kernel still knows (its
-                # FORGET is on the way, or it was deleted behind our back), to a new file. That file gets a node id
-                # of its own: the old one would send its I/O to the deleted file, or ESTALE if the types differ.
+                # A new inode; or one kept as a handle (which, unlike an fd, does not keep a deleted inode from being
+                # freed) whose number the source gave to a new file while the kernel still knows the old node id
+                # (its FORGET on the way). The new file gets a node id of its own: the old one answers ESTALE.
                 inode = Inode(self._next, fd, key, 1)
                 self._next += 1
                 self._by_id[inode.nodeid] = inode
@@ -207,23 +207,14 @@ class InodeTable:
         os.close(fd)
         return inode
 
-    def _still_linked(self, inode: Inode) -> bool:
-        """Whether a known inode still has a name in the source. Two linked files never share (st_dev, st_ino), so
-        a linked one is the file just looked up."""
-        if inode.fd >= 0:
-            fd = inode.fd
-        else:
-            try:
-                fd = _open_by_handle(self._mount_fds[inode.mount], inode.handle)
-            except (OSError, KeyError):
-                return False  # ESTALE: the handle's generation is gone
+    def _handle_alive(self, inode: Inode) -> bool:
+        """Whether the file behind a handle-kept inode still exists (the handle carries its generation, so a
+        reused number does not match)."""
         try:
-            return os.fstat(fd).st_nlink > 0
+            os.close(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
         except OSError:
             return False
-        finally:
-            if fd != inode.fd:
-                os.close(fd)
+        return True
 
     def _to_handle(self, inode: Inode) -> bool:
         """Trade the inode's fd for its file handle (under the lock); False if it has none."""

@@ -300,6 +300,26 @@ def test_changes_behind_the_mount_are_seen(mounted):
 
 
 @pytest.mark.parametrize("mode", [[], ["passthrough=off"]])
+def test_a_reused_inode_number_behind_the_mount_is_a_new_file(mount_factory, mode):
+    """Inodes kept as handles (past the fd budget) do not keep a deleted file alive, and ext4 gives its number to
+    the next file: that file must get a node id of its own, not the deleted one's (ESTALE, or I/O into nothing)."""
+    m = mount_factory("inode_fds=1", *mode)
+    src, mnt = m.source, m.mnt
+    reused = 0
+    for i in range(10):
+        (src / f"old{i}").write_text("old")
+        os.stat(mnt / f"old{i}")  # the kernel now knows its node id
+        old_ino = os.stat(src / f"old{i}").st_ino
+        os.unlink(src / f"old{i}")
+        (src / f"new{i}").write_text(f"new content {i}")
+        reused += os.stat(src / f"new{i}").st_ino == old_ino
+        assert (mnt / f"new{i}").read_text() == f"new content {i}"
+        (mnt / f"new{i}").write_text(f"written through {i}")
+        assert (src / f"new{i}").read_text() == f"written through {i}"
+    assert reused, "the source never reused an inode number: this test needs ext4 (or the like) under /tmp"
+
+
+@pytest.mark.parametrize("mode", [[], ["passthrough=off"]])
 def test_cache_none_sees_changes_at_once(mount_factory, mode):
     m = mount_factory("cache=none", *mode)
     src, mnt = m.source, m.mnt
