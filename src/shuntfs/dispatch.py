@@ -2,9 +2,8 @@
 
 A table maps each opcode to one handler; a handler returns the reply payload (``bytes``, a list of buffers for
 writev, ``None`` for an empty reply, or the size of a payload it put in ``Request.out``) or raises
-``FUSEError``/``OSError``. The dispatcher also owns what the
-library promises users: open-file records, the backing registry, and userspace I/O on ``passthrough_fd`` files
-when the kernel cannot serve them.
+``FUSEError``/``OSError``. The dispatcher also owns what the library promises users: open-file records, the backing
+registry, and userspace I/O on ``passthrough_fd`` files when the kernel cannot serve them.
 """
 
 from __future__ import annotations
