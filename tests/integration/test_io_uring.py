@@ -4,6 +4,7 @@ fits the entries, and io_uring=off stays on /dev/fuse."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -124,39 +126,48 @@ class Blocking(Operations):
         self.unblock.wait(20)
 
 
+@contextlib.contextmanager
+def serving_over_io_uring(ops: Operations, mnt, **options) -> Iterator[Session]:
+    """A library session on ``mnt`` whose requests come over io_uring; unmounted and reaped on the way out."""
+    assert rings.usable()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True, **options)
+    session.mount()
+    session.start()
+    try:
+        assert session.wait_init()
+        assert wait_for(lambda: session.stats()["transport"] == "io_uring", 5)
+        yield session
+    finally:
+        session.unmount()
+        session.wait()
+
+
 @pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
 @pytest.mark.parametrize("queue_threads", [2, 1])
 def test_a_blocked_handler_and_its_cpus_queue(tree, queue_threads):
     """With two threads per queue a request from the CPU of a blocked handler is served at once; with one (the
     default), it waits for the blocked one: the documented price, paid only by handlers outside SLOW_OPCODES."""
-    assert rings.usable()
     _src, mnt = tree
     ops = Blocking()
-    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True,
-                      queue_threads=queue_threads)
-    session.mount()
-    session.start()
     slow = fast = None
-    try:
-        assert session.wait_init()
-        assert wait_for(lambda: session.stats()["transport"] == "io_uring", 5)
-        slow = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "slow")], stdout=subprocess.PIPE)
-        assert ops.reading.wait(10)
-        fast = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "fast")], stdout=subprocess.PIPE)
-        if queue_threads == 2:
-            assert fast.communicate(timeout=5)[0] == b"data", "a request from the same CPU waited for the blocked one"
-            assert slow.poll() is None
-        else:
-            time.sleep(1)
-            assert fast.poll() is None, "one thread per queue served a second request while its handler blocked"
-    finally:
-        ops.unblock.set()
-        if slow is not None:
-            assert slow.communicate(timeout=15)[0] == b"data"
-        if fast is not None and fast.returncode is None:  # the one-thread case: served once unblocked
-            assert fast.communicate(timeout=15)[0] == b"data"
-        session.unmount()
-        session.wait()
+    with serving_over_io_uring(ops, mnt, queue_threads=queue_threads):
+        try:
+            slow = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "slow")], stdout=subprocess.PIPE)
+            assert ops.reading.wait(10)
+            fast = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "fast")], stdout=subprocess.PIPE)
+            if queue_threads == 2:
+                assert fast.communicate(timeout=5)[0] == b"data", (
+                    "a request from the same CPU waited for the blocked one")
+                assert slow.poll() is None
+            else:
+                time.sleep(1)
+                assert fast.poll() is None, "one thread per queue served a second request while its handler blocked"
+        finally:
+            ops.unblock.set()
+            if slow is not None:
+                assert slow.communicate(timeout=15)[0] == b"data"
+            if fast is not None and fast.returncode is None:  # the one-thread case: served once unblocked
+                assert fast.communicate(timeout=15)[0] == b"data"
     assert find_mount(str(mnt)) is None
 
 
@@ -172,28 +183,21 @@ print("synced")
 def test_a_blocked_fsync_holds_up_no_queue(tree):
     """With one thread per queue (the default), an fsync that blocks is served by the pool: a request from the same
     CPU is answered meanwhile, and the fsync's reply still reaches its caller once it is done."""
-    assert rings.usable()
     _src, mnt = tree
     ops = Blocking()
-    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True)
-    assert session.queue_threads == 1
-    session.mount()
-    session.start()
-    syncer = fast = None
-    try:
-        assert session.wait_init()
-        assert wait_for(lambda: session.stats()["transport"] == "io_uring", 5)
-        syncer = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", FSYNC_SLOW, str(mnt / "fast")],
-                                  stdout=subprocess.PIPE)
-        assert ops.syncing.wait(10)
-        fast = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "fast")], stdout=subprocess.PIPE)
-        assert fast.communicate(timeout=5)[0] == b"data", "a request from the same CPU waited for the fsync"
-        assert syncer.poll() is None
-    finally:
-        ops.unblock.set()
-        if syncer is not None:
-            assert syncer.communicate(timeout=15)[0] == b"synced\n"
-        session.unmount()
-        session.wait()
+    syncer = None
+    with serving_over_io_uring(ops, mnt) as session:
+        assert session.queue_threads == 1
+        try:
+            syncer = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", FSYNC_SLOW, str(mnt / "fast")],
+                                      stdout=subprocess.PIPE)
+            assert ops.syncing.wait(10)
+            fast = subprocess.Popen(["taskset", "-c", "0", "cat", str(mnt / "fast")], stdout=subprocess.PIPE)
+            assert fast.communicate(timeout=5)[0] == b"data", "a request from the same CPU waited for the fsync"
+            assert syncer.poll() is None
+        finally:
+            ops.unblock.set()
+            if syncer is not None:
+                assert syncer.communicate(timeout=15)[0] == b"synced\n"
     assert find_mount(str(mnt)) is None
     assert session.request_counts().get("FSYNC") == 1
