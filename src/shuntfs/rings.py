@@ -93,7 +93,8 @@ class Entry:
     def __init__(self, payload_size: int) -> None:
         self.buf = buffers.page_buffer(protocol.RING_PAYLOAD + payload_size)
         self.view = memoryview(self.buf)
-        self._pin = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)  # also keeps the buffer from moving
+        # for the buffer's address; the export also keeps the mapping from being closed under the kernel
+        self._pin = (ctypes.c_char * len(self.buf)).from_buffer(self.buf)
         base = ctypes.addressof(self._pin)
         self.iov = (_Iovec * 2)(
             _Iovec(base, abi.URING_HEADER_SIZE), _Iovec(base + protocol.RING_PAYLOAD, payload_size)
