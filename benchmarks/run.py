@@ -152,7 +152,9 @@ def plot(results: dict, names: list[str], path: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated, from: " + ", ".join(ALL_TARGETS))
+    parser.add_argument(
+        "--targets", default=",".join(ALL_TARGETS), help="comma-separated, from: " + ", ".join(ALL_TARGETS)
+    )
     parser.add_argument("--only", action="append", help="run only workloads whose name contains this (repeatable)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--size-mib", type=int, default=1024, help="data file size")
@@ -162,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocol-seconds", type=float, default=1.0, help="time per protocol figure (0: skip)")
     parser.add_argument("--json", help="write all figures here")
     parser.add_argument("--png", help="write a chart of the ratios to native here")
-    parser.add_argument("--base", help="scratch directory on the filesystem to measure (default: a new one in /var/tmp)")
+    parser.add_argument(
+        "--base", help="scratch directory on the filesystem to measure (default: a new one in /var/tmp)"
+    )
     parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's JSON; measure nothing")
     args = parser.parse_args(argv)
     try:

@@ -92,7 +92,8 @@ def seq_read(root: Path, params: Params, tag: str) -> float:
 
 
 def seq_write(root: Path, params: Params, _tag: str) -> float:
-    return _fio(root, params, "--rw=write", "--bs=1M", "--end_fsync=1", "--filename=write.dat")["write"]["bw_bytes"] / 1e6
+    job = _fio(root, params, "--rw=write", "--bs=1M", "--end_fsync=1", "--filename=write.dat")
+    return job["write"]["bw_bytes"] / 1e6
 
 
 def rand_read(root: Path, params: Params, _tag: str) -> float:

@@ -209,7 +209,8 @@ URING_MIN_PAYLOAD = 8192
 # ---- struct layouts (little-endian host order on every platform Linux FUSE runs on that we support)
 IN_HEADER = struct.Struct("<IIQQIIIHH")  # len opcode unique nodeid uid gid pid total_extlen pad
 OUT_HEADER = struct.Struct("<IiQ")  # len error unique
-_ATTR = "QQQQQQIIIIIIIIII"  # ino size blocks atime mtime ctime atimensec mtimensec ctimensec mode nlink uid gid rdev blksize flags
+# ino size blocks atime mtime ctime atimensec mtimensec ctimensec mode nlink uid gid rdev blksize flags
+_ATTR = "QQQQQQIIIIIIIIII"
 ATTR = struct.Struct("<" + _ATTR)
 ENTRY_OUT = struct.Struct("<QQQQII" + _ATTR)  # nodeid generation entry_valid attr_valid entry_nsec attr_nsec attr
 ATTR_OUT = struct.Struct("<QII" + _ATTR)  # attr_valid attr_valid_nsec dummy attr

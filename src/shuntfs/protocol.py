@@ -621,7 +621,9 @@ def write_out(size: int) -> bytes:
     return abi.WRITE_OUT.pack(size)
 
 
-def statfs_out(blocks: int, bfree: int, bavail: int, files: int, ffree: int, bsize: int, namelen: int, frsize: int) -> bytes:
+def statfs_out(
+    blocks: int, bfree: int, bavail: int, files: int, ffree: int, bsize: int, namelen: int, frsize: int
+) -> bytes:
     return abi.STATFS_OUT.pack(blocks, bfree, bavail, files, ffree, bsize, namelen, frsize)
 
 

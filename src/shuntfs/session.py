@@ -266,7 +266,9 @@ class Session:
             "uptime_s": round(time.time() - self.started_at, 3),
             "passthrough": bool(registry and registry.enabled),
             "passthrough_requested": self.passthrough_requested,
-            "passthrough_unavailable_reason": None if registry is None or registry.enabled else registry.disabled_reason,
+            "passthrough_unavailable_reason": (
+                None if registry is None or registry.enabled else registry.disabled_reason
+            ),
             "fallback_opens": registry.fallback_opens if registry else 0,
             "protocol": f"{neg.kernel_major}.{neg.minor}" if neg else None,
             "kernel_protocol": f"{neg.kernel_major}.{neg.kernel_minor}" if neg else None,

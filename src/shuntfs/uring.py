@@ -87,15 +87,16 @@ class Ring:
         sq_size = sq_array + sq_entries * 4
         cq_size = cqes + cq_entries * CQE.size
         prot = mmap.PROT_READ | mmap.PROT_WRITE
+        shared = mmap.MAP_SHARED | mmap.MAP_POPULATE
         if features & FEAT_SINGLE_MMAP:
-            sq = cq = mmap.mmap(self.fd, max(sq_size, cq_size), mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQ_RING)
+            sq = cq = mmap.mmap(self.fd, max(sq_size, cq_size), shared, prot, offset=_OFF_SQ_RING)
             self._maps.append(sq)
         else:
-            sq = mmap.mmap(self.fd, sq_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQ_RING)
+            sq = mmap.mmap(self.fd, sq_size, shared, prot, offset=_OFF_SQ_RING)
             self._maps.append(sq)
-            cq = mmap.mmap(self.fd, cq_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_CQ_RING)
+            cq = mmap.mmap(self.fd, cq_size, shared, prot, offset=_OFF_CQ_RING)
             self._maps.append(cq)
-        self.sqes = mmap.mmap(self.fd, sq_entries * SQE_SIZE, mmap.MAP_SHARED | mmap.MAP_POPULATE, prot, offset=_OFF_SQES)
+        self.sqes = mmap.mmap(self.fd, sq_entries * SQE_SIZE, shared, prot, offset=_OFF_SQES)
         self._maps.append(self.sqes)
         self.sq_entries = sq_entries
         self._sq_mask = ctypes.c_uint32.from_buffer(sq, sq_mask).value

@@ -96,7 +96,8 @@ def snapshot(root: str) -> dict:
             else:
                 body = None
             xattrs = {} if stat.S_ISLNK(st.st_mode) else {
-                k: os.getxattr(path, k, follow_symlinks=False) for k in sorted(os.listxattr(path, follow_symlinks=False))
+                k: os.getxattr(path, k, follow_symlinks=False)
+                for k in sorted(os.listxattr(path, follow_symlinks=False))
             }
             out[rel] = (shape(st), body, xattrs)
     return out

@@ -216,8 +216,8 @@ def test_set_id_bit_set_during_a_passthrough_open(mount_factory):
     m = mount_factory("allow_other")
     for name in ("late-nobody", "late-root"):
         _source_file(m, name, 65534, 0o777)
-    writer = subprocess.Popen(as_user("nobody", ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "late-nobody"), "wait"]),
-                              stdin=subprocess.PIPE)
+    command = ["/usr/bin/python3", "-c", _WRITER, str(m.mnt / "late-nobody"), "wait"]
+    writer = subprocess.Popen(as_user("nobody", command), stdin=subprocess.PIPE)
     fd = os.open(m.mnt / "late-root", os.O_WRONLY)
     try:
         wait_for(lambda: m.stats()["open_files"] >= 2, 5)

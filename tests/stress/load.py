@@ -228,7 +228,8 @@ def measured(mount, workers: int, seconds: float, seed: int) -> dict:
     result = run(str(mount.mnt), workers, seconds, seed, daemon_pid=mount.pid)
     rss, fds = settle(mount.pid, fds_at_most=base_fds)
     return {
-        "workers": workers, "seconds": round(result.seconds, 1), "ops": result.ops, "errors": warm.errors + result.errors,
+        "workers": workers, "seconds": round(result.seconds, 1), "ops": result.ops,
+        "errors": warm.errors + result.errors,
         "deadlocked": result.deadlocked, "baseline_rss_kib": base_rss, "rss_kib": rss, "baseline_fds": base_fds,
         "fds": fds, "rss_samples_kib": result.rss_samples,
     }

@@ -9,7 +9,8 @@ from shuntfs.cli import UsageError, parse_args, split_options
 
 def test_defaults():
     c = parse_args(["src", "mnt"])
-    assert (c.passthrough, c.cache, c.auto_unmount, c.allow_other, c.default_permissions) == (True, "auto", True, False, False)
+    assert (c.passthrough, c.cache, c.auto_unmount) == (True, "auto", True)
+    assert (c.allow_other, c.default_permissions) == (False, False)
 
 
 def test_o_options_and_long_flags_agree():

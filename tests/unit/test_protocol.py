@@ -170,7 +170,8 @@ def _unpack_init(payload):
 def test_negotiate_passthrough():
     want = InitFlag.ASYNC_READ | InitFlag.MAX_PAGES | InitFlag.PASSTHROUGH
     neg, payload = protocol.negotiate(_init(), protocol.InitConfig(want=want, max_stack_depth=2))
-    major, minor, readahead, flags, _bg, _cong, max_write, _gran, max_pages, _align, flags2, depth, _to = _unpack_init(payload)
+    fields = _unpack_init(payload)
+    major, minor, readahead, flags, _bg, _cong, max_write, _gran, max_pages, _align, flags2, depth, _to = fields
     assert (major, minor) == (7, 45)
     assert flags & InitFlag.INIT_EXT, "flags2 is ignored without INIT_EXT"
     assert flags2 == InitFlag.PASSTHROUGH >> 32
