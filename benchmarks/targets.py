@@ -142,6 +142,7 @@ ALL_TARGETS = {
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),
+    "nopoll": ("shuntfs busy_poll=0", ["busy_poll=0"]),
     "pyfuse3": ("pyfuse3 passthroughfs.py", None),
 }
 

@@ -33,9 +33,10 @@ class Slow(Mirror):
         time.sleep(0.001)
         return super().lookup(parent, name, ctx)
 
-source, mnt, threads, queue_threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+source, mnt = sys.argv[1], sys.argv[2]
+threads, queue_threads, poll = (int(a) for a in sys.argv[3:6])
 Session(Slow(source, cache="none"), mnt, threads=threads, passthrough=True, io_uring=queue_threads > 0,
-        queue_threads=max(1, queue_threads)).serve()
+        queue_threads=max(1, queue_threads), busy_poll_us=poll).serve()
 """
 
 
@@ -75,18 +76,25 @@ def _load(client_fn, root: Path, clients: int, seconds: float) -> float:
     return total / (time.perf_counter() - start)
 
 
-def _slow_mount(source: Path, mnt: Path, threads: int, queue_threads: int) -> subprocess.Popen:
+def _slow_mount(source: Path, mnt: Path, threads: int, queue_threads: int, poll: int) -> subprocess.Popen:
     """The slow filesystem over /dev/fuse with ``threads`` workers, or over io_uring if ``queue_threads``."""
-    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, str(source), str(mnt), str(threads), str(queue_threads)])
+    args = [str(source), str(mnt), str(threads), str(queue_threads), str(poll)]
+    proc = subprocess.Popen([sys.executable, "-c", _SLOW_FS, *args])
     wait_mounted(proc, mnt, lambda: "the slow filesystem did not mount", timeout=10)
     return proc
 
 
-def _columns(threads: list[int]) -> list[tuple[str, list[str], int, int]]:
-    """(label, -o options, /dev/fuse threads, io_uring queue threads or 0) per column: /dev/fuse with N worker
-    threads, then io_uring with one pinned thread per CPU queue (the default) and with two."""
-    cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, 0) for n in threads]
-    return cols + [(f"io_uring, queue_threads={q}", ["io_uring=on", f"queue_threads={q}"], 2, q) for q in (1, 2)]
+def _columns(threads: list[int]) -> list[tuple[str, list[str], int, int, int]]:
+    """(label, -o options, /dev/fuse threads, io_uring queue threads or 0, busy_poll) per column: /dev/fuse with N
+    worker threads, then io_uring with one pinned thread per CPU queue (the default), the same without busy
+    polling, and with two threads per queue."""
+    cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, 0, 0) for n in threads]
+    uring = [
+        ("io_uring", ["io_uring=on"], 2, 1, 50),
+        ("io_uring, busy_poll=0", ["io_uring=on", "busy_poll=0"], 2, 1, 0),
+        ("io_uring, queue_threads=2", ["io_uring=on", "queue_threads=2"], 2, 2, 50),
+    ]
+    return cols + uring
 
 
 def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dict[str, dict[str, float]]:
@@ -98,7 +106,7 @@ def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dic
             (source / f"c{c}" / f"f{i}").touch()
     results: dict[str, dict[str, float]] = {"stat, cache=none": {}, "write+fsync, fallback": {},
                                             "stat on a 1 ms filesystem": {}}
-    for label, options, n, queue_threads in _columns(threads):
+    for label, options, n, queue_threads, poll in _columns(threads):
         for load, extra, fn in (
             ("stat, cache=none", ["cache=none"], _stat_client),
             ("write+fsync, fallback", ["passthrough=off"], _fsync_client),
@@ -111,7 +119,7 @@ def measure(threads: list[int], clients: int, seconds: float, base: Path) -> dic
                 t.stop()
         mnt = base / "slow"
         mnt.mkdir(exist_ok=True)
-        proc = _slow_mount(source, mnt, n, queue_threads)
+        proc = _slow_mount(source, mnt, n, queue_threads, poll)
         try:
             results["stat on a 1 ms filesystem"][label] = _load(_stat_client, mnt, clients, seconds)
         finally:

@@ -44,6 +44,7 @@ class Config:
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     queue_threads: int = 1
+    busy_poll: int = 50  # microseconds
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 
@@ -56,7 +57,7 @@ _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
 _VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring",
-           "queue_threads"}
+           "queue_threads", "busy_poll"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -67,7 +68,7 @@ def _on_off(name: str, value: str | None) -> bool:
     raise UsageError(f"option {name} takes on or off, not {value!r}")
 
 
-def _positive_int(name: str, value: str | None, low: int, high: int) -> int:
+def _int_between(name: str, value: str | None, low: int, high: int) -> int:
     try:
         number = int(value or "")
     except ValueError:
@@ -107,17 +108,19 @@ def apply_option(config: Config, word: str) -> None:
     elif name == "passthrough":
         config.passthrough = _on_off(name, value)
     elif name == "max_stack_depth":
-        config.max_stack_depth = _positive_int(name, value, 1, 2)
+        config.max_stack_depth = _int_between(name, value, 1, 2)
     elif name == "threads":
-        config.threads = _positive_int(name, value, 1, 64)
+        config.threads = _int_between(name, value, 1, 64)
     elif name == "inode_fds":
-        config.inode_fds = _positive_int(name, value, 1, 1 << 30)
+        config.inode_fds = _int_between(name, value, 1, 1 << 30)
     elif name == "killpriv":
         config.killpriv = _on_off(name, value)
     elif name == "io_uring":
         config.io_uring = _on_off(name, value)
     elif name == "queue_threads":
-        config.queue_threads = _positive_int(name, value, 1, 16)
+        config.queue_threads = _int_between(name, value, 1, 16)
+    elif name == "busy_poll":
+        config.busy_poll = _int_between(name, value, 0, 10_000)
     elif name in _IGNORED_WORDS:
         pass
     elif name in MOUNT_FLAG_WORDS:
@@ -173,7 +176,8 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, killpriv=on|off, io_uring=on|off, queue_threads=N, and noexec, noatime and the like."
+        "inode_fds=N, killpriv=on|off, io_uring=on|off, queue_threads=N, busy_poll=MICROSECONDS, and noexec, "
+        "noatime and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -310,6 +314,7 @@ def run(config: Config, report) -> int:
         auto_unmount=config.auto_unmount,
         io_uring=config.io_uring is not False,
         queue_threads=config.queue_threads,
+        busy_poll_us=config.busy_poll,
     )
     try:
         session.mount()

@@ -62,7 +62,9 @@ class Session:
     Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
     Requests that may block for long (``rings.SLOW_OPCODES``: fsync, flush, fallocate, copy_file_range) go to a
     small pool instead, so they hold up no queue. A filesystem whose other handlers may block should give each
-    entry its own thread (``queue_threads=2``): a handler that blocks then holds up only its own entry.
+    entry its own thread (``queue_threads=2``): a handler that blocks then holds up only its own entry. In a burst of
+    requests a queue thread polls for the next one for up to ``busy_poll_us`` microseconds after each reply,
+    yielding its CPU, before it sleeps (0: never poll); see ``rings``.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Session:
         io_uring: bool = False,
         queue_threads: int = 1,
         ring_depth: int | None = None,
+        busy_poll_us: int = 50,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
@@ -98,6 +101,7 @@ class Session:
         if io_uring and rings.usable(quiet=True):
             want |= InitFlag.OVER_IO_URING
         self.queue_threads = max(1, queue_threads)
+        self.busy_poll_us = max(0, busy_poll_us)
         self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
         self._queues: list[tuple[rings.Queue, list[int]]] = []  # with the counters of the thread serving it
         self._pools: list[ThreadPoolExecutor] = []  # per CPU queue, for its slow requests
@@ -278,8 +282,8 @@ class Session:
             "threads": self.threads,
             "transport": "io_uring" if self._queues else "/dev/fuse",
             "io_uring_queues": [
-                {"qid": q.qid, "entries": len(q.entries), "requests": sum(c),
-                 "error": os.strerror(q.error) if q.error else None}
+                {"qid": q.qid, "entries": len(q.entries), "requests": sum(c), "polled": q.polled,
+                 "missed": q.missed, "slept": q.slept, "error": os.strerror(q.error) if q.error else None}
                 for q, c in self._queues
             ],
             "requests": self.request_counts(),
@@ -455,12 +459,15 @@ class Session:
         """After INIT, if the kernel took OVER_IO_URING: the pinned threads of every queue. Until every queue has an
         entry the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
         payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
+        last_wake = [0]  # shared by the queues: see rings.Queue.last_wake
         for qid in range(rings.possible_cpus()):
             # Pinned like the queue: handing a request over and back then wakes no other CPU.
             pool = ThreadPoolExecutor(_POOL_THREADS, f"shuntfs-slow{qid}", rings.pin_to, (qid,))
             self._pools.append(pool)
             for k in range(self.queue_threads):
-                queue = rings.Queue(self.fd, qid, self.ring_depth, payload, pool)
+                queue = rings.Queue(
+                    self.fd, qid, self.ring_depth, payload, pool, self.busy_poll_us * 1000, last_wake
+                )
                 self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
 
     def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:

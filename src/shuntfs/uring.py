@@ -17,6 +17,7 @@ import mmap
 import os
 import platform
 import struct
+import time
 
 _SYS_SETUP = 425
 _SYS_ENTER = 426
@@ -160,6 +161,27 @@ class Ring:
             if e == errno.EBUSY:  # completions are waiting to be reaped first
                 return 0
             raise OSError(e, f"io_uring_enter: {os.strerror(e)}")
+
+    def ready(self) -> bool:
+        """Whether completions wait to be reaped."""
+        return self._cq_head.value != self._cq_tail.value
+
+    def wait(self, poll_ns: int = 0) -> bool:
+        """Submit what is queued and wait for a completion: first for up to ``poll_ns`` by yielding the CPU (each
+        sched_yield passes through the kernel, which posts the completions waiting for this thread), then asleep
+        in io_uring_enter. True if one came while polling, False if the thread slept."""
+        if poll_ns:
+            if self._pending:
+                self.enter(0)
+            deadline = time.monotonic_ns() + poll_ns
+            while not self.ready():
+                if time.monotonic_ns() >= deadline:
+                    self.enter(1)
+                    return False
+                os.sched_yield()
+            return True
+        self.enter(1)
+        return False
 
     def completions(self) -> list[tuple[int, int]]:
         """Reap the completions that are ready: (user_data, res) each."""

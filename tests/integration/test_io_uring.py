@@ -90,6 +90,55 @@ def test_io_uring_off_stays_on_dev_fuse(mount_factory):
     assert "OVER_IO_URING" not in stats["capabilities"]
 
 
+def poll_counts(m) -> tuple[int, int]:
+    """(completions found while polling, polls that ran out) over all queue threads."""
+    queues = m.stats()["io_uring_queues"]
+    return sum(q["polled"] for q in queues), sum(q["missed"] for q in queues)
+
+
+_GETXATTR_LOOP = """
+import os, sys, time
+path, n, gap = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+for _ in range(n):
+    try:
+        os.getxattr(path, "user.none")
+    except OSError:
+        pass
+    if gap:
+        time.sleep(gap)
+"""
+
+
+def _getxattrs(path, n: int, gap: float) -> None:
+    # one GETXATTR per call: the name stays cached (cache=auto) for the second each loop takes at most
+    subprocess.run([sys.executable, "-c", _GETXATTR_LOOP, str(path), str(n), str(gap)], check=True)
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_queues_poll_through_a_burst_and_sleep_between_sparse_requests(mount_factory):
+    m = mount_factory()
+    (m.source / "f").write_text("x")
+    os.stat(m.mnt / "f")
+    _getxattrs(m.mnt / "f", 2000, 0)
+    polled, missed = poll_counts(m)
+    # back to back, nearly every request finds its queue thread still polling
+    assert polled > 1000, (polled, missed)
+    _getxattrs(m.mnt / "f", 100, 0.005)
+    polled_after, missed_after = poll_counts(m)
+    # 5 ms apart is no burst: the threads sleep at once instead of polling in vain
+    assert missed_after - missed <= 10, (missed, missed_after)
+    assert polled_after - polled <= 10
+
+
+@pytest.mark.skipif(not HAS_URING, reason="no FUSE over io_uring in this kernel (test_default_mount_... fails)")
+def test_busy_poll_0_always_sleeps(mount_factory):
+    m = mount_factory("busy_poll=0")
+    (m.source / "f").write_text("x")
+    _getxattrs(m.mnt / "f", 500, 0)
+    assert poll_counts(m) == (0, 0)
+    assert sum(q["slept"] for q in m.stats()["io_uring_queues"]) >= 500
+
+
 class Blocking(Operations):
     """Two files; reading "slow" blocks until released, which must not hold up the rest of its CPU's queue."""
 

@@ -57,10 +57,17 @@ def test_io_uring_is_automatic_unless_set():
     assert parse_args(["-o", "queue_threads=2", "s", "m"]).queue_threads == 2
 
 
+def test_busy_poll_is_in_microseconds_and_zero_turns_it_off():
+    assert parse_args(["s", "m"]).busy_poll == 50
+    assert parse_args(["-o", "busy_poll=0", "s", "m"]).busy_poll == 0
+    assert parse_args(["-o", "busy_poll=200", "s", "m"]).busy_poll == 200
+
+
 @pytest.mark.parametrize("bad", ["nope", "cache=x", "passthrough=", "threads=0", "threads=x", "ro=1",
                                  "max_stack_depth=3", "fsname", "inode_fds=0", "inode_fds=many", "inode_fds",
                                  "killpriv=maybe", "io_uring=auto", "io_uring", "queue_threads=0",
-                                 "queue_threads=17"])
+                                 "queue_threads=17", "busy_poll=-1", "busy_poll=10001", "busy_poll=soon",
+                                 "busy_poll"])
 def test_bad_options(bad):
     with pytest.raises(UsageError):
         parse_args(["-o", bad, "s", "m"])
