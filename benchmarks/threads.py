@@ -1,5 +1,6 @@
 """Does a multi-threaded dispatcher pay under the GIL? Worker threads (each on a cloned /dev/fuse fd) vs load,
-and io_uring's pinned queue threads (one per CPU queue, the default, and two) beside them.
+and io_uring's pinned queue threads (one per CPU queue, the default; the same without busy polling; and two)
+beside them.
 
     sudo python3 -m benchmarks.threads [--threads 1,2,4] [--clients 4] [--seconds 3]
 
