@@ -79,6 +79,44 @@ def test_fallback_reads_arrive_a_mebibyte_at_a_time(mount_factory, transport):
     assert m.requests()["READ"] - before <= 10  # 64 at 128 KiB
 
 
+@pytest.mark.parametrize("transport", ["io_uring=on", "io_uring=off"])
+def test_fallback_write_only_opens_bypass_the_page_cache_and_stay_coherent(mount_factory, transport):
+    """Served in userspace, a write-only open gets direct I/O: one WRITE carries a whole page-aligned mebibyte
+    wherever it lands in the file, where the page cache splits it at page boundaries. Another open's cached pages
+    and mappings see the direct writes."""
+    m = mount_factory("passthrough=off", transport)
+    (m.source / "f").write_bytes(b"a" * (2 << 20))
+    mib = mmap.mmap(-1, 1 << 20)  # page-aligned, so direct I/O pins exactly 256 pages
+    mib.write(b"b" * (1 << 20))
+
+    def writes_for_a_mib_at_100(mode: int) -> int:
+        fd = os.open(m.mnt / "f", mode)
+        try:
+            before = m.requests().get("WRITE", 0)
+            assert os.pwrite(fd, mib, 100) == 1 << 20
+            return m.requests()["WRITE"] - before
+        finally:
+            os.close(fd)
+
+    assert writes_for_a_mib_at_100(os.O_WRONLY) == 1
+    assert writes_for_a_mib_at_100(os.O_RDWR) == 2  # cached: 256 pages from byte 100 leave 100 bytes over
+
+    reader = os.open(m.mnt / "f", os.O_RDONLY)
+    writer = os.open(m.mnt / "f", os.O_WRONLY)
+    try:
+        assert os.pread(reader, 4, 1 << 20) == b"bbbb"  # now in the reader's page cache
+        view = mmap.mmap(reader, 2 << 20, prot=mmap.PROT_READ)
+        assert view[(1 << 20) : (1 << 20) + 4] == b"bbbb"
+        os.pwrite(writer, b"cccc", 1 << 20)
+        assert os.pread(reader, 4, 1 << 20) == b"cccc"
+        assert view[(1 << 20) : (1 << 20) + 4] == b"cccc"
+        view.close()
+    finally:
+        os.close(reader)
+        os.close(writer)
+    assert (m.source / "f").read_bytes()[(1 << 20) - 4 : (1 << 20) + 8] == b"bbbbccccbbbb"
+
+
 def test_one_backing_id_per_inode_shared_by_opens(mount_factory):
     m = mount_factory()
     (m.source / "a").write_bytes(b"A" * 100)
