@@ -22,6 +22,8 @@ import time
 from multiprocessing import Process, Queue
 from pathlib import Path
 
+from shuntfs.rings import BUSY_POLL_US
+
 from .targets import BenchmarkError, Target, wait_mounted
 
 _SLOW_FS = """
@@ -91,9 +93,9 @@ def _columns(threads: list[int]) -> list[tuple[str, list[str], int, int, int]]:
     polling, and with two threads per queue."""
     cols = [(f"threads={n}", ["io_uring=off", f"threads={n}"], n, 0, 0) for n in threads]
     uring = [
-        ("io_uring", ["io_uring=on"], 2, 1, 50),
+        ("io_uring", ["io_uring=on"], 2, 1, BUSY_POLL_US),
         ("io_uring, busy_poll=0", ["io_uring=on", "busy_poll=0"], 2, 1, 0),
-        ("io_uring, queue_threads=2", ["io_uring=on", "queue_threads=2"], 2, 2, 50),
+        ("io_uring, queue_threads=2", ["io_uring=on", "queue_threads=2"], 2, 2, BUSY_POLL_US),
     ]
     return cols + uring
 

@@ -44,7 +44,7 @@ class Config:
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     queue_threads: int = 1
-    busy_poll: int = 50  # microseconds
+    busy_poll: int = rings.BUSY_POLL_US  # microseconds
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
 

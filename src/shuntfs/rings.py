@@ -117,6 +117,8 @@ class Entry:
 SLOW_OPCODES = frozenset(
     {Opcode.FSYNC, Opcode.FSYNCDIR, Opcode.FLUSH, Opcode.FALLOCATE, Opcode.COPY_FILE_RANGE, Opcode.COPY_FILE_RANGE_64}
 )
+#: the default poll budget of a queue thread, in microseconds (Session's busy_poll_us, the CLI's -o busy_poll)
+BUSY_POLL_US = 50
 #: a queue polls after a request when the session's queues woke less than this many poll budgets apart
 BURST_GAPS = 4
 _WAKE = 1 << 63  # user_data of the eventfd read; entries use their index

@@ -83,7 +83,7 @@ class Session:
         io_uring: bool = False,
         queue_threads: int = 1,
         ring_depth: int | None = None,
-        busy_poll_us: int = 50,
+        busy_poll_us: int = rings.BUSY_POLL_US,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
