@@ -473,7 +473,7 @@ class Mirror(Operations):
             passthrough_fd=fd,
             # Served in userspace, a write-only open gains nothing from FUSE's page cache (nothing reads through it)
             # and its writes skip a copy into it; the kernel invalidates other opens' cached pages it writes over.
-            direct_io=self.cache == "none" or flags & os.O_ACCMODE == os.O_WRONLY,
+            direct_io=self.cache == "none" or (flags & os.O_ACCMODE) == os.O_WRONLY,
             keep_cache=self.cache == "always",
             noflush=True,  # flush() does nothing here, and the kernel still flushes a writeback cache first
         )

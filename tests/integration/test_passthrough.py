@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import random
 import subprocess
 
 import pytest
@@ -100,6 +101,7 @@ def test_fallback_write_only_opens_bypass_the_page_cache_and_stay_coherent(mount
 
     assert writes_for_a_mib_at_100(os.O_WRONLY) == 1
     assert writes_for_a_mib_at_100(os.O_RDWR) == 2  # cached: 256 pages from byte 100 leave 100 bytes over
+    mib.close()
 
     reader = os.open(m.mnt / "f", os.O_RDONLY)
     writer = os.open(m.mnt / "f", os.O_WRONLY)
@@ -120,8 +122,6 @@ def test_fallback_write_only_opens_bypass_the_page_cache_and_stay_coherent(mount
 def test_fallback_write_only_and_cached_opens_agree_byte_for_byte(mount_factory):
     """Random unaligned writes through a write-only (direct) open, appends included, interleaved with reads through a
     cached open of the same file, checked against a model of its bytes."""
-    import random
-
     m = mount_factory("passthrough=off")
     rng = random.Random(4)
     model = bytearray(rng.randbytes(300_000))
