@@ -25,6 +25,7 @@ from shuntfs.mount import mounts
 
 from . import protocol_bench
 from .inodes import rss_per_inode
+from .steady import steady_memory
 from .targets import ALL_TARGETS, BenchmarkError, Target, make_targets, pyfuse3_example, require_tools
 from .workloads import WORKLOADS, Params, drop_dentries, prepare
 
@@ -168,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         "--base", help="scratch directory on the filesystem to measure (default: a new one in /var/tmp)"
     )
     parser.add_argument("--report", metavar="JSON", help="print the tables of an earlier run's JSON; measure nothing")
+    parser.add_argument(
+        "--keep-page-reporting", action="store_true",
+        help="leave a VM's free page reporting on during the run (by default it is off for the run, then restored)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.report:
@@ -198,10 +203,14 @@ def _run(args: argparse.Namespace) -> int:
         prepare(source, base, params)
         started: list[Target] = []
         try:
-            for t in targets:
-                t.start(source, base, peer)
-                started.append(t)
-            report["results"] = measure(targets, params, args.repeat, args.only)
+            # A data row's runs allocate about two data files of page cache per target (its own and fio's writes).
+            touch = 2 * len(targets) * (params.size_mib << 20)
+            with steady_memory(not args.keep_page_reporting, touch) as reporting:
+                report["machine"]["page_reporting"] = reporting
+                for t in targets:
+                    t.start(source, base, peer)
+                    started.append(t)
+                report["results"] = measure(targets, params, args.repeat, args.only)
         finally:
             for t in started:
                 t.stop()
@@ -225,9 +234,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def print_report(report: dict, names: list[str]) -> None:
     m = report["machine"]
+    reporting = m.get("page_reporting", "none")
     print(f"\nLinux {m['kernel']}, {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB, Python {m['python']}, "
           f"source on {m.get('source_fs', '?')}; {report['started']}; median of {report['params']['repeat']}, "
-          "interleaved")
+          "interleaved" + ("" if reporting == "none" else f"; free page reporting {reporting}"))
     print(table(report["results"], names))
     for wname, row in report["results"].items():
         for target, err in row["errors"].items():

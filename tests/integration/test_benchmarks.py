@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks.steady import REPORTING_ORDER
 from benchmarks.workloads import WORKLOADS
 
 from .conftest import wait_for
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_benchmark_runs_every_workload_on_every_target(tmp_path):
     out_json, out_png = tmp_path / "r.json", tmp_path / "r.png"
+    reporting = REPORTING_ORDER.read_text() if REPORTING_ORDER.exists() else None
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--targets", "native,passthrough,fallback,none", "--repeat", "2",
          "--size-mib", "8", "--runtime", "1", "--files", "300", "--inodes", "3000", "--protocol-seconds", "0.05",
@@ -34,6 +36,11 @@ def test_benchmark_runs_every_workload_on_every_target(tmp_path):
         for fig in row["targets"].values():
             assert len(fig["runs"]) == 2 and all(v > 0 for v in fig["runs"])
         assert w.name in done.stdout
+    if reporting is None:
+        assert report["machine"]["page_reporting"] == "none"
+    else:  # off for the run, and back as it was
+        assert report["machine"]["page_reporting"] == f"off for the run (was order {reporting.strip()})"
+        assert REPORTING_ORDER.read_text() == reporting
     rss = report["rss_per_inode"]
     assert rss["inodes"] >= 3000 and rss["bytes_per_inode"] > 0
     assert all(rate > 0 for rate in report["protocol"].values())
