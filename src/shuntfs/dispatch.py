@@ -17,7 +17,7 @@ import threading
 from typing import Any, Callable
 
 from . import abi, credentials, protocol
-from .abi import InitFlag, OpenFlag, Opcode, SetattrValid
+from .abi import InitFlag, Opcode, OpenFlag, SetattrValid
 from .backing import BackingRegistry
 from .operations import (
     NOW,

@@ -23,6 +23,7 @@ from . import abi
 from .credentials import acting_as, clear_setid_bits
 from .operations import (
     NOW,
+    ROOT_INODE,
     DirEntry,
     EntryAttributes,
     FileInfo,
@@ -31,7 +32,6 @@ from .operations import (
     RequestContext,
     SetattrFields,
     StatvfsData,
-    ROOT_INODE,
 )
 
 log = logging.getLogger("shuntfs.mirror")
