@@ -140,6 +140,7 @@ ALL_TARGETS = {
     "passthrough": ("shuntfs passthrough", []),
     "nokillpriv": ("shuntfs passthrough, killpriv=off", ["killpriv=off"]),
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
+    "fallback-devfuse": ("shuntfs fallback, io_uring=off", ["passthrough=off", "io_uring=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),
     "nopoll": ("shuntfs busy_poll=0", ["busy_poll=0"]),

@@ -81,19 +81,26 @@ def _evict_fuse_cache(path: Path) -> None:
         os.close(fd)
 
 
-def seq_read(root: Path, params: Params, tag: str) -> float:
+def seq_read_job(root: Path, params: Params, tag: str) -> dict:
     # One pass over a warm source, each FUSE target starting with an empty page cache of its own, so the pass
     # measures the path each target serves data by. A time-based job re-reads FUSE's own page cache after its first
     # pass (alike on every FUSE target), and pyfuse3 keeps that cache across opens (its FileInfo.keep_cache default)
     # where the mirror does not: that would measure cache policy, not the data path.
     if not tag.startswith("native-"):
         _evict_fuse_cache(root / "read.dat")
-    return _fio(root, params, "--rw=read", "--bs=1M", *_WARM)["read"]["bw_bytes"] / 1e6
+    return _fio(root, params, "--rw=read", "--bs=1M", *_WARM)
 
 
-def seq_write(root: Path, params: Params, _tag: str) -> float:
-    job = _fio(root, params, "--rw=write", "--bs=1M", "--end_fsync=1", "--filename=write.dat")
-    return job["write"]["bw_bytes"] / 1e6
+def seq_read(root: Path, params: Params, tag: str) -> float:
+    return seq_read_job(root, params, tag)["read"]["bw_bytes"] / 1e6
+
+
+def seq_write_job(root: Path, params: Params, _tag: str) -> dict:
+    return _fio(root, params, "--rw=write", "--bs=1M", "--end_fsync=1", "--filename=write.dat")
+
+
+def seq_write(root: Path, params: Params, tag: str) -> float:
+    return seq_write_job(root, params, tag)["write"]["bw_bytes"] / 1e6
 
 
 def rand_read(root: Path, params: Params, _tag: str) -> float:
@@ -187,14 +194,19 @@ WORKLOADS = [
 ]
 
 
-def prepare(source: Path, scratch: Path, params: Params) -> None:
-    """Lay out everything the workloads read, natively: data files, a big directory, stdlib copies, a tarball;
-    record their sizes in ``params``."""
+def prepare_data(source: Path, params: Params) -> None:
+    """The data rows' files: read.dat and write.dat, ``params.size_mib`` each."""
     chunk = os.urandom(MIB)
     for name in ("read.dat", "write.dat"):
         with open(source / name, "wb") as f:
             for _ in range(params.size_mib):
                 f.write(chunk)
+
+
+def prepare(source: Path, scratch: Path, params: Params) -> None:
+    """Lay out everything the workloads read, natively: data files, a big directory, stdlib copies, a tarball;
+    record their sizes in ``params``."""
+    prepare_data(source, params)
     big = source / "big"
     big.mkdir()
     for i in range(params.files):

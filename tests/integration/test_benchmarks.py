@@ -54,3 +54,21 @@ def test_a_bad_target_is_one_line_and_exit_1(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().count("\n") == 0 and "unknown target 'zfs'" in done.stderr
+
+
+def test_ceiling_reports_client_and_server_cpu(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.ceiling", "--targets", "native,fallback", "--repeat", "1", "--size-mib",
+         "16", "--base", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| seq")]
+    assert {(r[0].strip(), r[1].strip()) for r in rows} == {
+        (w, t) for w in ("seq read 1 MiB", "seq write 1 MiB + fsync") for t in ("native", "fallback")}
+    for workload, target, rate, client, server, ceiling in (map(str.strip, r) for r in rows):
+        assert float(rate.replace(",", "")) > 0 and float(ceiling.replace(",", "")) > 0
+        # the daemon served every byte in userspace, so it spent CPU on them; native has no server
+        assert server == "-" if target == "native" else float(server.replace(",", "")) > 0, (workload, target)
+    assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
+    assert list(tmp_path.iterdir()) == [], "scratch tree left behind"
