@@ -69,6 +69,6 @@ def test_ceiling_reports_client_and_server_cpu(tmp_path):
     for workload, target, rate, client, server, ceiling in (map(str.strip, r) for r in rows):
         assert float(rate.replace(",", "")) > 0 and float(ceiling.replace(",", "")) > 0
         # the daemon served every byte in userspace, so it spent CPU on them; native has no server
-        assert server == "-" if target == "native" else float(server.replace(",", "")) > 0, (workload, target)
+        assert (server == "-") if target == "native" else (float(server.replace(",", "")) > 0), (workload, target)
     assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
     assert list(tmp_path.iterdir()) == [], "scratch tree left behind"
