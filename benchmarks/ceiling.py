@@ -20,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .steady import steady_memory
-from .targets import BenchmarkError, Target, make_targets, pyfuse3_example, require_tools
+from .targets import BenchmarkError, Target, make_targets, pyfuse3_example, require_tools, serving
 from .workloads import MIB, Params, prepare_data, seq_read_job, seq_write_job
 
 ROWS = {"seq read 1 MiB": (seq_read_job, "read"), "seq write 1 MiB + fsync": (seq_write_job, "write")}
@@ -113,24 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         require_tools("fio")
         targets = make_targets(names)
         params = Params(args.size_mib, 1, 0)
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shuntfs-bench"
-        peer = pyfuse3_example(cache) if "pyfuse3" in names else None
+        peer = pyfuse3_example() if "pyfuse3" in names else None
         base = Path(tempfile.mkdtemp(prefix="shuntfs-ceiling-", dir=args.base or "/var/tmp"))
         try:
             source = base / "source"
             source.mkdir()
             prepare_data(source, params)
-            started: list[Target] = []
-            try:
-                touch = 2 * len(targets) * (params.size_mib << 20)
-                with steady_memory(not args.keep_page_reporting, touch):
-                    for t in targets:
-                        t.start(source, base, peer)
-                        started.append(t)
-                    results = measure(targets, params, args.repeat)
-            finally:
-                for t in started:
-                    t.stop()
+            with serving(targets, source, base, peer, params.size_mib, args.keep_page_reporting):
+                results = measure(targets, params, args.repeat)
         finally:
             shutil.rmtree(base, ignore_errors=True)
     except BenchmarkError as e:

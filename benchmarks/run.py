@@ -25,8 +25,7 @@ from shuntfs.mount import mounts
 
 from . import protocol_bench
 from .inodes import rss_per_inode
-from .steady import steady_memory
-from .targets import ALL_TARGETS, BenchmarkError, Target, make_targets, pyfuse3_example, require_tools
+from .targets import ALL_TARGETS, BenchmarkError, Target, make_targets, pyfuse3_example, require_tools, serving
 from .workloads import WORKLOADS, Params, drop_dentries, prepare
 
 #: Which targets each kind of workload runs on: cache=none only changes metadata behaviour.
@@ -191,8 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     require_tools("fio", "git", "tar", "find")
     targets = make_targets(names)
     params = Params(args.size_mib, args.runtime, args.files)
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shuntfs-bench"
-    peer = pyfuse3_example(cache) if "pyfuse3" in names else None
+    peer = pyfuse3_example() if "pyfuse3" in names else None
     base = Path(tempfile.mkdtemp(prefix="shuntfs-bench-", dir=args.base or "/var/tmp"))
     source = base / "source"
     source.mkdir()
@@ -201,19 +199,9 @@ def _run(args: argparse.Namespace) -> int:
     try:
         print("preparing the source tree ...", file=sys.stderr, flush=True)
         prepare(source, base, params)
-        started: list[Target] = []
-        try:
-            # A data row's runs allocate about two data files of page cache per target (its own and fio's writes).
-            touch = 2 * len(targets) * (params.size_mib << 20)
-            with steady_memory(not args.keep_page_reporting, touch) as reporting:
-                report["machine"]["page_reporting"] = reporting
-                for t in targets:
-                    t.start(source, base, peer)
-                    started.append(t)
-                report["results"] = measure(targets, params, args.repeat, args.only)
-        finally:
-            for t in started:
-                t.stop()
+        with serving(targets, source, base, peer, params.size_mib, args.keep_page_reporting) as reporting:
+            report["machine"]["page_reporting"] = reporting
+            report["results"] = measure(targets, params, args.repeat, args.only)
         if args.inodes:
             print("RSS per inode ...", file=sys.stderr, flush=True)
             report["rss_per_inode"] = rss_per_inode(base, args.inodes)

@@ -12,12 +12,15 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shuntfs.ctl import query
 from shuntfs.mount import find_mount
+
+from .steady import steady_memory
 
 
 class BenchmarkError(Exception):
@@ -155,8 +158,11 @@ def make_targets(names: list[str]) -> list[Target]:
     return [Target(n, ALL_TARGETS[n][0], ALL_TARGETS[n][1]) for n in names]
 
 
-def pyfuse3_example(cache: Path) -> Path:
-    """pyfuse3's examples/passthroughfs.py from the sdist of the installed pyfuse3 (downloaded once, not vendored)."""
+def pyfuse3_example(cache: Path | None = None) -> Path:
+    """pyfuse3's examples/passthroughfs.py from the sdist of the installed pyfuse3 (downloaded once into ``cache``,
+    by default ``$XDG_CACHE_HOME/shuntfs-bench``; not vendored)."""
+    if cache is None:
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "shuntfs-bench"
     try:
         from importlib.metadata import version
 
@@ -185,6 +191,28 @@ def pyfuse3_example(cache: Path) -> Path:
         assert extracted is not None
         script.write_bytes(extracted.read())
     return script
+
+
+@contextmanager
+def serving(
+    targets: list[Target], source: Path, base: Path, peer: Path | None, size_mib: int,
+    keep_page_reporting: bool = False,
+) -> Iterator[str]:
+    """Start every target on ``source`` (``peer``: pyfuse3's example script, if it is a target) with the machine's
+    memory held steady (``steady.steady_memory``), and stop them all after. Yields what was done about page
+    reporting."""
+    # A data row's runs allocate about two data files of page cache per target (its own and fio's writes).
+    touch = 2 * len(targets) * (size_mib << 20)
+    started: list[Target] = []
+    try:
+        with steady_memory(not keep_page_reporting, touch) as reporting:
+            for t in targets:
+                t.start(source, base, peer)
+                started.append(t)
+            yield reporting
+    finally:
+        for t in started:
+            t.stop()
 
 
 def require_tools(*tools: str) -> None:
