@@ -41,6 +41,7 @@ class Config:
     max_stack_depth: int | None = None
     threads: int = 2
     inode_fds: int | None = None
+    user_files: int | None = None
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     queue_threads: int = 1
@@ -56,8 +57,8 @@ _IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser",
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "killpriv", "io_uring",
-           "queue_threads", "busy_poll"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "user_files", "killpriv",
+           "io_uring", "queue_threads", "busy_poll"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -113,6 +114,8 @@ def apply_option(config: Config, word: str) -> None:
         config.threads = _int_between(name, value, 1, 64)
     elif name == "inode_fds":
         config.inode_fds = _int_between(name, value, 1, 1 << 30)
+    elif name == "user_files":
+        config.user_files = _int_between(name, value, 1, 1 << 30)
     elif name == "killpriv":
         config.killpriv = _on_off(name, value)
     elif name == "io_uring":
@@ -176,8 +179,8 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, killpriv=on|off, io_uring=on|off, queue_threads=N, busy_poll=MICROSECONDS, and noexec, "
-        "noatime and the like."
+        "inode_fds=N, user_files=N, killpriv=on|off, io_uring=on|off, queue_threads=N, busy_poll=MICROSECONDS, "
+        "and noexec, noatime and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -222,9 +225,10 @@ def validate(config: Config) -> None:
     real = os.path.realpath(mnt)
     if find_mount(real) is not None:
         raise UsageError(f"mountpoint {mnt}: already a mountpoint")
-    if os.path.realpath(src) == real or real.startswith(os.path.realpath(src).rstrip("/") + "/"):
-        # Allowed by the kernel, but lookups inside the mount would recurse into it.
-        log.warning("mountpoint %s lies inside source %s", mnt, src)
+    if real.startswith(os.path.realpath(src).rstrip("/") + "/"):
+        # The daemon's own lookups would enter its mount and wait on themselves for good. (SOURCE itself is fine:
+        # the daemon holds SOURCE's directory from before the mount covers it.)
+        raise UsageError(f"mountpoint {mnt}: lies inside source {src}")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse does not exist (is the fuse module loaded?)")
     if os.geteuid() != 0 and shutil.which("fusermount3") is None:
@@ -295,7 +299,8 @@ def run(config: Config, report) -> int:
     if config.io_uring:
         rings.usable()  # asked for by name: say why not, if it cannot be had
     passthrough = config.passthrough and has_cap_sys_admin()
-    ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv)
+    ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv,
+                 user_files=config.user_files)
     options = MountOptions(
         fsname=config.fsname or os.path.realpath(config.source),
         allow_other=config.allow_other,
@@ -329,8 +334,9 @@ def run(config: Config, report) -> int:
         if config.passthrough and not passthrough and session.registry is not None:
             session.registry.disabled_reason = "the daemon lacks CAP_SYS_ADMIN (passthrough needs root)"
         try:
-            control = ControlServer(session.dev, session.stats)
+            control = ControlServer(session.stats)
             control.start()
+            session.dispatcher.control_name = control.name  # type: ignore[union-attr]
         except OSError as e:
             log.warning("control socket unavailable: %s", e)
     except (MountError, OSError) as e:

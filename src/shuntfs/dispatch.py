@@ -9,6 +9,7 @@ registry, and userspace I/O on ``passthrough_fd`` files when the kernel cannot s
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import logging
 import os
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from . import abi, credentials, protocol
 from .abi import InitFlag, Opcode, OpenFlag, SetattrValid
 from .backing import BackingRegistry
+from .control import CONTROL_XATTR
 from .operations import (
     NOW,
     EntryAttributes,
@@ -109,6 +111,8 @@ class Dispatcher:
         self._ops_fsync_overridden = type(ops).fsync is not Operations.fsync
         #: HANDLE_KILLPRIV_V2 was negotiated: clearing set-id bits on writes is ours
         self._clear_setid = False
+        #: the control socket's name, told to whoever asks the root for CONTROL_XATTR
+        self.control_name: bytes | None = None
         self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
         for opcode in Opcode:
             handler = getattr(self, "_" + opcode.name.lower(), None)
@@ -207,7 +211,8 @@ class Dispatcher:
             bool(v & (SetattrValid.ATIME | SetattrValid.ATIME_NOW)),
             bool(v & (SetattrValid.MTIME | SetattrValid.MTIME_NOW)),
             bool(v & SetattrValid.CTIME),
-            bool(v & SetattrValid.KILL_SUIDGID) or (self._clear_setid and not v & _ATTRIBUTE_BITS and req.uid != 0),
+            # root's chown(-1, -1) comes as an empty SETATTR too: it clears set-id bits natively as well
+            bool(v & SetattrValid.KILL_SUIDGID) or (self._clear_setid and not v & _ATTRIBUTE_BITS),
         )
         fh = self._user_fh(s.fh) if v & SetattrValid.FH else None
         a = self.ops.setattr(req.nodeid, new, fields, fh, self._ctx(req))
@@ -219,12 +224,16 @@ class Dispatcher:
     def _symlink(self, req: Request) -> bytes:
         return entry_bytes(self.ops.symlink(req.nodeid, req.arg.name, req.arg.target, self._ctx(req)))
 
+    @staticmethod
+    def _creator(req: Request) -> RequestContext:
+        return RequestContext(req.uid, req.gid, req.pid, req.unique, req.arg.umask)
+
     def _mknod(self, req: Request) -> bytes:
         a = req.arg
-        return entry_bytes(self.ops.mknod(req.nodeid, a.name, a.mode, a.rdev, self._ctx(req)))
+        return entry_bytes(self.ops.mknod(req.nodeid, a.name, a.mode, a.rdev, self._creator(req)))
 
     def _mkdir(self, req: Request) -> bytes:
-        return entry_bytes(self.ops.mkdir(req.nodeid, req.arg.name, req.arg.mode | stat.S_IFDIR, self._ctx(req)))
+        return entry_bytes(self.ops.mkdir(req.nodeid, req.arg.name, req.arg.mode | stat.S_IFDIR, self._creator(req)))
 
     def _unlink(self, req: Request) -> None:
         self.ops.unlink(req.nodeid, req.arg.name, self._ctx(req))
@@ -257,10 +266,15 @@ class Dispatcher:
         self._files[kfh] = OpenFile(fi.fh, -1 if fd is None else fd, nodeid, backing_id)
         return protocol.open_out(kfh, flags, backing_id)
 
-    def _opened(self, nodeid: int, fi: FileInfo, entry: bytes = b"", truncated_by: Request | None = None) -> bytes:
-        """The reply to a successful open/create; a failure here still releases what the handler opened.
-        ``truncated_by``: an OPEN whose O_TRUNC the kernel flagged as by a caller without CAP_FSETID."""
+    def _opened(
+        self, nodeid: int, fi: FileInfo, flags: int, entry: bytes = b"", truncated_by: Request | None = None
+    ) -> bytes:
+        """The reply to a successful open/create with open(2) ``flags``; a failure here still releases what the
+        handler opened. ``truncated_by``: an OPEN whose O_TRUNC the kernel flagged as by a caller without
+        CAP_FSETID."""
         try:
+            if fi.passthrough_fd is not None:
+                _check_fd_grants(fi.passthrough_fd, flags, nodeid)
             if truncated_by is not None and self._clear_setid and fi.passthrough_fd is not None:
                 credentials.clear_setid_bits(fi.passthrough_fd, truncated_by.gid, truncated_by.pid)
             return entry + self._open_reply(nodeid, fi)
@@ -272,17 +286,18 @@ class Dispatcher:
         # CREATE carries the kill flag for files it makes too, whose bits stay: there the handler, which knows
         # whether it truncated an existing file, must clear them.
         killed = req if req.arg.open_flags & abi.OPEN_KILL_SUIDGID else None
-        return self._opened(req.nodeid, self.ops.open(req.nodeid, req.arg.flags, self._ctx(req)), truncated_by=killed)
+        flags = req.arg.flags
+        return self._opened(req.nodeid, self.ops.open(req.nodeid, flags, self._ctx(req)), flags, truncated_by=killed)
 
     def _create(self, req: Request) -> bytes:
         a = req.arg
-        fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
+        fi, attrs = self.ops.create(req.nodeid, a.name, a.mode, a.flags, self._creator(req))
+        return self._opened(attrs.st_ino, fi, a.flags, entry_bytes(attrs))
 
     def _tmpfile(self, req: Request) -> bytes:
         a = req.arg
-        fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._ctx(req))
-        return self._opened(attrs.st_ino, fi, entry_bytes(attrs))
+        fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._creator(req))
+        return self._opened(attrs.st_ino, fi, a.flags, entry_bytes(attrs))
 
     def _read(self, req: Request) -> list | int:
         a = req.arg
@@ -409,6 +424,8 @@ class Dispatcher:
         self.ops.setxattr(req.nodeid, a.name, a.value, a.flags, self._ctx(req))
 
     def _getxattr(self, req: Request) -> bytes:
+        if req.arg.name == CONTROL_XATTR and req.nodeid == abi.ROOT_ID and self.control_name is not None:
+            return _sized(self.control_name, req.arg.size)  # see control: only this mount's daemon can say it
         value = self.ops.getxattr(req.nodeid, req.arg.name, self._ctx(req))
         return _sized(value, req.arg.size)
 
@@ -435,6 +452,23 @@ class Dispatcher:
     def _interrupt(self, req: Request) -> object:
         # Handlers run to completion and reply; a blocked request is not worth cancelling in a mirror.
         return NO_REPLY
+
+
+#: For each open(2) access mode, the access modes of a passthrough_fd that may serve it.
+_SERVES = {os.O_RDONLY: (os.O_RDONLY, os.O_RDWR), os.O_WRONLY: (os.O_WRONLY, os.O_RDWR), os.O_RDWR: (os.O_RDWR,)}
+
+
+def _check_fd_grants(fd: int, flags: int, nodeid: int) -> None:
+    """Refuse (EACCES) an open that asks for more than its ``passthrough_fd`` holds: the kernel opens its backing
+    file with the open's flags and the daemon's credentials, so a read-only fd would otherwise let the caller write,
+    and an append-only fd write anywhere. Userspace I/O refuses the same, so both modes answer alike."""
+    held = fcntl.fcntl(fd, fcntl.F_GETFL)
+    if held & os.O_PATH or (held & os.O_ACCMODE) not in _SERVES.get(flags & os.O_ACCMODE, ()) or (
+        held & os.O_APPEND and flags & os.O_ACCMODE != os.O_RDONLY and not flags & os.O_APPEND
+    ):
+        log.warning("open of inode %d with flags %#o refused: its passthrough_fd has only %#o", nodeid, flags,
+                    held & (os.O_ACCMODE | os.O_APPEND | os.O_PATH))
+        raise FUSEError(errno.EACCES)
 
 
 def _sized(value: bytes, size: int) -> bytes:

@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -19,8 +20,8 @@ import struct
 import threading
 from typing import Iterator, Sequence
 
-from . import abi
-from .credentials import acting_as, clear_setid_bits
+from . import abi, credentials
+from .credentials import Caller, clear_setid_bits, may_access, may_search, set_thread_umask
 from .operations import (
     NOW,
     ROOT_INODE,
@@ -41,6 +42,7 @@ AT_EMPTY_PATH = 0x1000
 AT_SYMLINK_NOFOLLOW = 0x100
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+RENAME_EXCHANGE = 2
 O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -56,6 +58,10 @@ _libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_ui
 _libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
+_syscall = _libc.syscall
+_syscall.restype = ctypes.c_long
+
+
 def _check(result: int) -> None:
     if result != 0:
         err = ctypes.get_errno()
@@ -68,18 +74,21 @@ CACHE_MODES = {"none": (0.0, 0.0), "auto": (1.0, 1.0), "always": (86400.0, 86400
 
 class Inode:
     """One known source inode. ``fd`` is its O_PATH fd, or -1 when the inode is kept as a file ``handle`` instead.
+    ``parent`` is the node id of the directory it was last found in (0 for the root): the way a path walk to it
+    went, whose search permissions an operation on it must pass.
 
     Used as a context manager it lends its fd (see :meth:`InodeTable.borrow`)."""
 
-    __slots__ = ("nodeid", "fd", "key", "nlookup", "handle", "mount")
+    __slots__ = ("nodeid", "fd", "key", "nlookup", "handle", "mount", "parent")
 
-    def __init__(self, nodeid: int, fd: int, key: int, nlookup: int) -> None:
+    def __init__(self, nodeid: int, fd: int, key: int, nlookup: int, parent: int = 0) -> None:
         self.nodeid = nodeid
         self.fd = fd
         self.key = key
         self.nlookup = nlookup
         self.handle = b""
         self.mount = 0
+        self.parent = parent
 
     def __enter__(self) -> int:
         return self.fd
@@ -186,18 +195,20 @@ class InodeTable:
         # ESTALE if the inode was deleted behind our back; the request loop answers it as that errno
         return _LentFd(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
 
-    def remember(self, fd: int, st: os.stat_result) -> Inode:
-        """Count one lookup of the inode ``fd`` refers to; the table takes ``fd`` (closing it if already known)."""
+    def remember(self, fd: int, st: os.stat_result, parent: int = 0) -> Inode:
+        """Count one lookup of the inode ``fd`` refers to, found in directory ``parent``; the table takes ``fd``
+        (closing it if already known)."""
         key = _key(st)
         with self._lock:
             inode = self._by_key.get(key)
             if inode is not None and (inode.fd >= 0 or self._handle_alive(inode)):
                 inode.nlookup += 1
+                inode.parent = parent
             else:
                 # A new inode; or one kept as a handle (which, unlike an fd, does not keep a deleted inode from being
                 # freed) whose number the source gave to a new file while the kernel still knows the old node id
                 # (its FORGET on the way). The new file gets a node id of its own: the old one answers ESTALE.
-                inode = Inode(self._next, fd, key, 1)
+                inode = Inode(self._next, fd, key, 1, parent)
                 self._next += 1
                 self._by_id[inode.nodeid] = inode
                 self._by_key[key] = inode
@@ -231,6 +242,30 @@ class InodeTable:
         inode.fd = -1
         return True
 
+    def moved(self, st: os.stat_result, parent: int) -> None:
+        """The source inode ``st`` is now found in directory ``parent`` (a rename through the mount)."""
+        inode = self._by_key.get(_key(st))
+        if inode is not None:
+            inode.parent = parent
+
+    def above(self, nodeid: int) -> list[int | _LentFd]:
+        """Fds of the directories a path walk to ``nodeid`` passes through, from its parent up to the root: ints
+        for inodes that hold their fd, lent fds (to close) for those kept as handles. A parent the kernel has
+        forgotten ends the list: the walk is then unknown above it."""
+        chain: list[int | _LentFd] = []
+        by_id = self._by_id
+        inode = by_id.get(nodeid)
+        try:
+            while inode is not None and inode.parent and len(chain) < 4096:
+                inode = by_id.get(inode.parent)
+                if inode is None:
+                    break
+                chain.append(inode.fd if inode.fd >= 0 else _LentFd(_open_by_handle(self._mount_fds[inode.mount],
+                                                                                  inode.handle)))
+        except OSError:
+            pass  # an ancestor deleted behind the mount: the walk above it cannot be known
+        return chain
+
     def forget(self, nodeid: int, nlookup: int) -> None:
         with self._lock:
             inode = self._by_id.get(nodeid)
@@ -260,43 +295,104 @@ class InodeTable:
             self.pinned = 1
 
 
+def _default_user_files() -> int:
+    # An eighth of the fd limit: one user cannot take the fds that everyone else's opens and lookups need.
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(64, soft // 8) if soft != resource.RLIM_INFINITY else 1 << 17
+
+
 def _default_max_fds() -> int:
     # Half the fd limit (raised by the CLI where it may be), the other half for open files and directories.
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return max(64, soft // 2) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
-class _DirHandle:
-    __slots__ = ("fd", "is_root", "entries")
+class _AsCaller:
+    """Run a ``with`` body as the caller, after checking that the caller may search every directory in ``chain``
+    (the walk to the inode the body works on, which a call through an fd or a /proc link would skip)."""
 
-    def __init__(self, fd: int, is_root: bool) -> None:
+    __slots__ = ("caller", "chain")
+
+    def __init__(self, caller: Caller, chain: list[int | _LentFd]) -> None:
+        self.caller = caller
+        self.chain = chain
+
+    def __enter__(self) -> None:
+        self.caller.__enter__()
+        for fd in self.chain:
+            if not may_search(fd if type(fd) is int else fd.fd):  # type: ignore[union-attr]
+                self.__exit__()
+                raise FUSEError(errno.EACCES)
+
+    def __exit__(self, *exc: object) -> None:
+        self.caller.__exit__()
+        for fd in self.chain:
+            if type(fd) is not int:
+                os.close(fd.fd)  # type: ignore[union-attr]
+        self.chain = []
+
+
+_AS_ROOT = contextlib.nullcontext()
+
+
+class _Reservation:
+    """One open file or directory of a user, counted against ``Mirror.user_files`` (see ``Mirror._reserve``)."""
+
+    __slots__ = ("mirror", "uid")
+
+    def __init__(self, mirror: Mirror, uid: int) -> None:
+        self.mirror = mirror
+        self.uid = uid
+
+    def __enter__(self) -> None:
+        self.mirror._take(self.uid)
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:
+            self.mirror._unreserve(self.uid)
+
+
+class _DirHandle:
+    """An open directory: its fd, read with getdents64 from the kernel's offset at each READDIR. The offsets are
+    the source's own directory cookies (seekable, stable across changes), so a handle costs one fd and no copy of
+    the listing, however large the directory and however many handles are open on it."""
+
+    __slots__ = ("fd", "root_ino", "lock")
+
+    def __init__(self, fd: int, root_ino: int) -> None:
         self.fd = fd
-        self.is_root = is_root
-        self.entries: list[tuple[bytes, int, int]] | None = None
+        self.root_ino = root_ino  # the root's inode number, which its ".." shows (0 for other directories)
+        self.lock = threading.Lock()
+
+
+_GETDENTS64 = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}.get(
+    __import__("platform").machine(), 217)
+_DIRENT64 = struct.Struct("QqHB")  # d_ino, d_off, d_reclen, d_type; the name follows, NUL-terminated
+_DIRENT_BUFFER = 16384
+_dirent_buffers = threading.local()
+
+
+def _dirent_buffer() -> ctypes.Array:
+    buf = getattr(_dirent_buffers, "buf", None)
+    if buf is None:
+        buf = _dirent_buffers.buf = ctypes.create_string_buffer(_DIRENT_BUFFER)
+    return buf
 
 
 def _proc(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
 
-def _dtype(entry: os.DirEntry) -> int:
-    # DirEntry answers these from d_type without a syscall; other types are reported as DT_UNKNOWN.
-    try:
-        if entry.is_dir(follow_symlinks=False):
-            return stat.S_IFDIR >> 12
-        if entry.is_file(follow_symlinks=False):
-            return stat.S_IFREG >> 12
-        if entry.is_symlink():
-            return stat.S_IFLNK >> 12
-    except OSError:
-        pass
-    return 0
-
-
 class Mirror(Operations):
-    """Mirror ``source``. ``cache`` is none/auto/always; ``as_caller`` makes a root daemon create and open files
-    with the caller's credentials (needed whenever users other than root reach the mount). ``inode_fds`` bounds
-    the O_PATH fds held for known inodes (default: half the fd limit); see :class:`InodeTable`."""
+    """Mirror ``source``. ``cache`` is none/auto/always; ``as_caller`` makes a root daemon do every operation that
+    the source checks with the caller's credentials (needed whenever users other than root reach the mount), so the
+    source decides each one on the real inode. ``inode_fds`` bounds the O_PATH fds held for known inodes (default:
+    half the fd limit); see :class:`InodeTable`. ``user_files`` bounds the open files and directories (each an fd
+    of the daemon's) that one user other than root may hold through the mount (default: an eighth of the fd
+    limit): past it, that user's opens fail with EMFILE and everyone else's keep working."""
+
+    # The source keeps and enforces ACLs; operations run as the caller apply its umask where the source would.
+    posix_acl = True
 
     def __init__(
         self,
@@ -306,6 +402,7 @@ class Mirror(Operations):
         as_caller: bool = True,
         inode_fds: int | None = None,
         clears_setid_bits: bool = True,
+        user_files: int | None = None,
     ) -> None:
         # Every open answers with a passthrough_fd and setattr honours kill_suidgid, so HANDLE_KILLPRIV_V2 may be
         # asked for (-o killpriv=off declines it).
@@ -315,35 +412,73 @@ class Mirror(Operations):
         self.source = os.path.realpath(source)
         self.cache = cache
         self.timeout, self.negative_timeout = CACHE_MODES[cache]
-        self.as_caller = as_caller
+        self.as_caller = as_caller and credentials.AVAILABLE
         root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds)
         self._dirs: dict[int, _DirHandle] = {}
-        # The kernel applied the caller's umask to every mode it sends; ours must not mask it again.
-        os.umask(0)
+        #: open files that may write, per inode, and the inode of each such fh
+        self._writers: dict[int, int] = {}
+        self._writer_fhs: dict[int, int] = {}
+        self._writers_lock = threading.Lock()
+        self.user_files = _default_user_files() if user_files is None else user_files
+        #: open files and directories per user other than root, and the user of each such fh
+        self._held: dict[int, int] = {}
+        self._holder: dict[int, int] = {}
 
     # ---- helpers
     def _attrs(self, nodeid: int, st: os.stat_result) -> EntryAttributes:
         t = self.timeout
         return EntryAttributes.from_stat(nodeid, st, t, t)
 
-    def _caller(self, ctx: RequestContext):
-        if self.as_caller:
-            return acting_as(ctx.uid, ctx.gid, ctx.pid)
-        return acting_as(0, 0, 0)
+    def _caller(self, ctx: RequestContext, below: int = 0) -> _AsCaller | contextlib.nullcontext:
+        """Act as the caller; with ``below`` (a node id), first check that the caller may search the directories
+        above that inode, as the path walk that led to it would have (the kernel's own check used cached
+        attributes, and calls through an fd or a /proc link check nothing on the way)."""
+        if not self.as_caller or ctx.uid == 0:
+            return _AS_ROOT
+        return _AsCaller(Caller(ctx.uid, ctx.gid, ctx.pid), self.inodes.above(below) if below else [])
 
-    def _remember(self, fd: int) -> EntryAttributes:
+    def _reserve(self, ctx: RequestContext) -> _Reservation | contextlib.nullcontext:
+        """``with self._reserve(ctx):`` around an open: one more open file or directory for the caller, or EMFILE
+        past ``user_files``; given back if the body fails."""
+        return _Reservation(self, ctx.uid) if ctx.uid else _AS_ROOT
+
+    def _take(self, uid: int) -> None:
+        with self._writers_lock:
+            held = self._held.get(uid, 0)
+            if held >= self.user_files:
+                raise FUSEError(errno.EMFILE)
+            self._held[uid] = held + 1
+
+    def _unreserve(self, uid: int) -> None:
+        with self._writers_lock:
+            left = self._held[uid] - 1
+            if left:
+                self._held[uid] = left
+            else:
+                del self._held[uid]
+
+    def _held_by(self, fh: int, ctx: RequestContext) -> None:
+        if ctx.uid:
+            self._holder[fh] = ctx.uid
+
+    def _released(self, fh: int) -> None:
+        uid = self._holder.pop(fh, None)
+        if uid is not None:
+            self._unreserve(uid)
+
+    def _remember(self, fd: int, parent: int) -> EntryAttributes:
         try:
             st = os.fstat(fd)
         except BaseException:
             os.close(fd)
             raise
-        inode = self.inodes.remember(fd, st)
+        inode = self.inodes.remember(fd, st, parent)
         return self._attrs(inode.nodeid, st)
 
-    def _lookup_fd(self, parent: int, name: bytes) -> EntryAttributes:
-        """Remember ``name`` below the directory fd ``parent``."""
-        return self._remember(os.open(name, O_PATH_FLAGS, dir_fd=parent))
+    def _lookup_fd(self, pfd: int, parent: int, name: bytes) -> EntryAttributes:
+        """Remember ``name`` below the directory fd ``pfd`` of node ``parent``."""
+        return self._remember(os.open(name, O_PATH_FLAGS, dir_fd=pfd), parent)
 
     # ---- names and attributes
     def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
@@ -351,7 +486,9 @@ class Mirror(Operations):
             raise FUSEError(errno.EINVAL)  # only sent with export support, which we do not offer
         try:
             with self.inodes.borrow(parent) as pfd:
-                return self._lookup_fd(pfd, name)
+                with self._caller(ctx):  # the source checks the caller's search permission on the directory
+                    fd = os.open(name, O_PATH_FLAGS, dir_fd=pfd)
+                return self._remember(fd, parent)
         except FileNotFoundError:
             if self.negative_timeout:
                 return EntryAttributes(st_ino=0, entry_timeout=self.negative_timeout, attr_timeout=0)
@@ -372,37 +509,53 @@ class Mirror(Operations):
         self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
     ) -> EntryAttributes:
         with self.inodes.borrow(inode) as fd:
-            return self._setattr(inode, fd, attr, fields, fh, ctx)
+            with self._caller(ctx, inode):
+                kill = self._setattr(inode, fd, attr, fields, fh)
+            if kill:
+                clear_setid_bits(fd, ctx.gid, ctx.pid, ctx.uid)
+            return self._attrs(inode, os.fstat(fd if fh is None else fh))
 
     def _setattr(
-        self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
-    ) -> EntryAttributes:
+        self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None
+    ) -> bool:
+        """Each change as the caller: the source checks ownership for chmod, chown and explicit times, write
+        permission for truncate and "now" times, and clears set-id bits where the caller lacks CAP_FSETID. True if
+        the set-id bits are still to be cleared as a write by the caller would (which needs root)."""
         if fields.update_mode:
             mode = stat.S_IMODE(attr.st_mode)
             if fh is not None:
                 os.fchmod(fh, mode)
             else:
                 os.chmod(_proc(fd), mode)
-        if fields.update_uid or fields.update_gid:
+        changes = fields.update_mode or fields.update_size or fields.update_atime or fields.update_mtime
+        if fields.update_uid or fields.update_gid or (fields.kill_suidgid and not changes):
+            # chown(-1, -1) arrives as a SETATTR that changes nothing, as does the kernel's file_remove_privs before
+            # a passthrough write; the source's chown does what chown does (or refuses a caller who may not).
             uid = attr.st_uid if fields.update_uid else 0xFFFFFFFF
             gid = attr.st_gid if fields.update_gid else 0xFFFFFFFF
-            _check(_libc.fchownat(fd, b"", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
+            if _libc.fchownat(fd, b"", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0:
+                err = ctypes.get_errno()
+                if fields.update_uid or fields.update_gid or err != errno.EPERM or not self._writing(inode, fd):
+                    raise OSError(err, os.strerror(err))
+                return True  # the caller may not chown but writes the file through a passthrough open
         if fields.update_size:
             if fh is not None:
                 os.ftruncate(fh, attr.st_size)
             else:
                 os.truncate(_proc(fd), attr.st_size)
-        if fields.kill_suidgid and not (fields.update_uid or fields.update_gid):
-            # A truncate, or the kernel's file_remove_privs before a passthrough write, by a caller without
-            # CAP_FSETID. (The kernel flags every chown too; the source's own chown above already did what it does.)
-            clear_setid_bits(fd, ctx.gid, ctx.pid)
         if fields.update_atime or fields.update_mtime:
             times = (_Timespec * 2)(
                 _timespec(attr.st_atime_ns) if fields.update_atime else _Timespec(0, UTIME_OMIT),
                 _timespec(attr.st_mtime_ns) if fields.update_mtime else _Timespec(0, UTIME_OMIT),
             )
             _check(_libc.utimensat(fd, b"", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
-        return self._attrs(inode, os.fstat(fd if fh is None else fh))
+        # A truncate by a caller without CAP_FSETID: done as that caller, the source cleared the bits itself.
+        return fields.update_size and fields.kill_suidgid and not self.as_caller
+
+    def _writing(self, inode: int, fd: int) -> bool:
+        """Whether a caller (acting now) who may write ``inode`` has it open for writing: then an empty SETATTR
+        is the kill before its passthrough write, not a chown."""
+        return self._writers.get(inode, 0) > 0 and may_access(fd, os.W_OK)
 
     def readlink(self, inode: int, ctx: RequestContext) -> bytes:
         with self.inodes.borrow(inode) as fd:
@@ -419,52 +572,65 @@ class Mirror(Operations):
         return buf.raw, self.timeout
 
     # ---- creating and removing names
+    # Each runs as the caller on the parent's fd: the source checks write and search permission on the parent,
+    # the sticky bit, and gives new names the caller's ownership and the mode its umask or default ACL says.
     def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
         with self.inodes.borrow(parent) as pfd:
             with self._caller(ctx):
+                set_thread_umask(ctx.umask)
                 os.mknod(name, mode, rdev, dir_fd=pfd)
-            return self._lookup_fd(pfd, name)
+            return self._lookup_fd(pfd, parent, name)
 
     def mkdir(self, parent: int, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
         with self.inodes.borrow(parent) as pfd:
             with self._caller(ctx):
+                set_thread_umask(ctx.umask)
                 os.mkdir(name, stat.S_IMODE(mode), dir_fd=pfd)
-            return self._lookup_fd(pfd, name)
+            return self._lookup_fd(pfd, parent, name)
 
     def symlink(self, parent: int, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
         with self.inodes.borrow(parent) as pfd:
             with self._caller(ctx):
                 os.symlink(target, name, dir_fd=pfd)
-            return self._lookup_fd(pfd, name)
+            return self._lookup_fd(pfd, parent, name)
 
     def link(self, inode: int, new_parent: int, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
         with self.inodes.borrow(inode) as fd, self.inodes.borrow(new_parent) as pfd:
-            with self._caller(ctx):
+            with self._caller(ctx, inode):
                 # AT_EMPTY_PATH links the fd's own inode (symlinks too); it needs CAP_DAC_READ_SEARCH, so a
-                # non-root daemon goes through /proc, which the kernel allows to the fd's owner.
+                # caller goes through /proc, which the kernel allows to the fd's owner.
                 if _libc.linkat(fd, b"", pfd, new_name, AT_EMPTY_PATH) != 0:
                     err = ctypes.get_errno()
                     if err not in (errno.ENOENT, errno.EPERM):
                         raise OSError(err, os.strerror(err))
                     os.link(_proc(fd), new_name, dst_dir_fd=pfd, follow_symlinks=True)
-            return self._lookup_fd(pfd, new_name)
+            return self._lookup_fd(pfd, new_parent, new_name)
 
     def unlink(self, parent: int, name: bytes, ctx: RequestContext) -> None:
-        with self.inodes.borrow(parent) as pfd:
+        with self.inodes.borrow(parent) as pfd, self._caller(ctx):
             os.unlink(name, dir_fd=pfd)
 
     def rmdir(self, parent: int, name: bytes, ctx: RequestContext) -> None:
-        with self.inodes.borrow(parent) as pfd:
+        with self.inodes.borrow(parent) as pfd, self._caller(ctx):
             os.rmdir(name, dir_fd=pfd)
 
     def rename(
         self, parent_old: int, name_old: bytes, parent_new: int, name_new: bytes, flags: int, ctx: RequestContext
     ) -> None:
         with self.inodes.borrow(parent_old) as old, self.inodes.borrow(parent_new) as new:
-            if flags:
-                _check(_libc.renameat2(old, name_old, new, name_new, flags))
-            else:
-                os.rename(name_old, name_new, src_dir_fd=old, dst_dir_fd=new)
+            with self._caller(ctx):
+                if flags:
+                    _check(_libc.renameat2(old, name_old, new, name_new, flags))
+                else:
+                    os.rename(name_old, name_new, src_dir_fd=old, dst_dir_fd=new)
+            if parent_old != parent_new:
+                # The moved inode's walk now goes through its new parent (and, exchanged, the other one's).
+                try:
+                    self.inodes.moved(os.stat(name_new, dir_fd=new, follow_symlinks=False), parent_new)
+                    if flags & RENAME_EXCHANGE:
+                        self.inodes.moved(os.stat(name_old, dir_fd=old, follow_symlinks=False), parent_old)
+                except OSError:
+                    pass  # renamed again behind the mount
 
     # ---- files
     def _file_info(self, fd: int, flags: int) -> FileInfo:
@@ -478,6 +644,13 @@ class Mirror(Operations):
             noflush=True,  # flush() does nothing here, and the kernel still flushes a writeback cache first
         )
 
+    def _opened(self, inode: int, fd: int, flags: int) -> FileInfo:
+        if flags & os.O_ACCMODE != os.O_RDONLY:
+            with self._writers_lock:
+                self._writers[inode] = self._writers.get(inode, 0) + 1
+                self._writer_fhs[fd] = inode
+        return self._file_info(fd, flags)
+
     @staticmethod
     def _fd_flags(flags: int) -> int:
         # Our fd is for passthrough registration and userspace I/O at the kernel's offsets: O_APPEND, O_DIRECT and
@@ -485,39 +658,57 @@ class Mirror(Operations):
         return (flags & (os.O_ACCMODE | os.O_TRUNC)) | os.O_CLOEXEC
 
     def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
-        with self.inodes.borrow(inode) as path_fd, self._caller(ctx):
+        with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
             fd = os.open(_proc(path_fd), self._fd_flags(flags))
-        return self._file_info(fd, flags)
+        self._held_by(fd, ctx)
+        return self._opened(inode, fd, flags)
 
     def create(
         self, parent: int, name: bytes, mode: int, flags: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
-        with self.inodes.borrow(parent) as pfd, self._caller(ctx):
+        with self._reserve(ctx), self.inodes.borrow(parent) as pfd, self._caller(ctx):
+            set_thread_umask(ctx.umask)
             fd = os.open(
                 name,
                 self._fd_flags(flags) | os.O_CREAT | os.O_NOFOLLOW | (flags & os.O_EXCL),
                 stat.S_IMODE(mode),
                 dir_fd=pfd,
             )
-        return self._opened_new(fd, flags)
+        return self._opened_new(fd, flags, parent, ctx)
 
     def tmpfile(self, parent: int, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
         access = flags & os.O_ACCMODE or os.O_RDWR
         tmp_flags = os.O_TMPFILE | access | os.O_CLOEXEC | (flags & os.O_EXCL)
-        with self.inodes.borrow(parent) as pfd, self._caller(ctx):
+        with self._reserve(ctx), self.inodes.borrow(parent) as pfd, self._caller(ctx):
+            set_thread_umask(ctx.umask)
             fd = os.open(b".", tmp_flags, stat.S_IMODE(mode), dir_fd=pfd)
-        return self._opened_new(fd, flags)
+        return self._opened_new(fd, flags | access, parent, ctx)
 
-    def _opened_new(self, fd: int, flags: int) -> tuple[FileInfo, EntryAttributes]:
+    def _opened_new(
+        self, fd: int, flags: int, parent: int, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
+        self._held_by(fd, ctx)
         try:
             # Following the /proc magic link reaches the file itself; O_NOFOLLOW would give the link.
-            attrs = self._remember(os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC))
+            attrs = self._remember(os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC), parent)
         except BaseException:
+            self._released(fd)
             os.close(fd)
             raise
-        return self._file_info(fd, flags), attrs
+        return self._opened(attrs.st_ino, fd, flags), attrs
 
     def release(self, fh: int) -> None:
+        if fh in self._holder:
+            self._released(fh)
+        if fh in self._writer_fhs:
+            with self._writers_lock:
+                inode = self._writer_fhs.pop(fh, None)
+                if inode is not None:
+                    left = self._writers[inode] - 1
+                    if left:
+                        self._writers[inode] = left
+                    else:
+                        del self._writers[inode]
         os.close(fh)
 
     def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
@@ -528,41 +719,47 @@ class Mirror(Operations):
 
     # ---- directories
     def opendir(self, inode: int, ctx: RequestContext) -> int:
-        with self.inodes.borrow(inode) as path_fd, self._caller(ctx):
-            # Through /proc, not as "." below the fd: resolving "." would need search permission on the directory
-            # itself, where opendir(3) needs only read permission.
+        with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
+            # Through /proc, not as "." below the fd: resolving "." would need search permission on the
+            # directory itself, where opendir(3) needs only read permission.
             fd = os.open(_proc(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._dirs[fd] = _DirHandle(fd, inode == ROOT_INODE)
+        self._held_by(fd, ctx)
+        root_ino = os.fstat(fd).st_ino if inode == ROOT_INODE else 0
+        self._dirs[fd] = _DirHandle(fd, root_ino)
         return fd
-
-    def _list(self, handle: _DirHandle) -> list[tuple[bytes, int, int]]:
-        st = os.fstat(handle.fd)
-        if handle.is_root:
-            parent_ino = st.st_ino
-        else:
-            parent_ino = os.stat(b"..", dir_fd=handle.fd, follow_symlinks=False).st_ino
-        entries = [(b".", st.st_ino, stat.S_IFDIR >> 12), (b"..", parent_ino, stat.S_IFDIR >> 12)]
-        os.lseek(handle.fd, 0, os.SEEK_SET)
-        with os.scandir(handle.fd) as it:
-            for entry in it:
-                entries.append((os.fsencode(entry.name), entry.inode(), _dtype(entry)))
-        return entries
 
     def readdir(self, fh: int, offset: int, ctx: RequestContext) -> Iterator[DirEntry]:
         handle = self._dirs.get(fh)
         if handle is None:
             raise FUSEError(errno.EBADF)
-        # A listing is a snapshot taken at offset 0 (opendir or rewinddir), so cookies are stable indexes.
-        if offset == 0 or handle.entries is None:
-            handle.entries = self._list(handle)
-        entries = handle.entries
-        for index in range(offset, len(entries)):
-            name, ino, dtype = entries[index]
-            yield DirEntry(name, ino, dtype, index + 1)
+        with handle.lock:
+            # The kernel may stop short of what was read last time, so every READDIR seeks to the cookie it names.
+            os.lseek(handle.fd, offset - (1 << 64) if offset >= 1 << 63 else offset, os.SEEK_SET)
+            buf = _dirent_buffer()
+            raw = memoryview(buf)
+            unpack = _DIRENT64.unpack_from
+            while True:
+                n = _syscall(_GETDENTS64, handle.fd, buf, _DIRENT_BUFFER)
+                if n <= 0:
+                    if n < 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                    return
+                data = raw[:n].tobytes()
+                pos = 0
+                while pos < n:
+                    ino, off, reclen, dtype = unpack(data, pos)
+                    name = data[pos + 19: data.index(b"\0", pos + 19)]
+                    pos += reclen
+                    if handle.root_ino and name == b"..":
+                        ino = handle.root_ino  # not the directory SOURCE sits in
+                    yield DirEntry(name, ino, dtype, off & 0xFFFFFFFFFFFFFFFF)
 
     def releasedir(self, fh: int) -> None:
         handle = self._dirs.pop(fh, None)
         if handle is not None:
+            if fh in self._holder:
+                self._released(fh)
             os.close(handle.fd)
 
     def fsyncdir(self, fh: int, datasync: bool) -> None:
@@ -576,30 +773,40 @@ class Mirror(Operations):
         return StatvfsData(s.f_bsize, s.f_frsize, s.f_blocks, s.f_bfree, s.f_bavail, s.f_files, s.f_ffree, s.f_namemax)
 
     def access(self, inode: int, mode: int, ctx: RequestContext) -> None:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx):
-            ok = os.access(_proc(fd), mode, effective_ids=True)
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+            ok = may_access(fd, mode)
         if not ok:
             raise FUSEError(errno.EACCES)
 
+    # xattrs as the caller: the source checks read or write permission for user.*, ownership for ACLs, and
+    # (the thread's capabilities dropped) hides and refuses trusted.* and security.* as it would natively.
     def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
-        with self.inodes.borrow(inode) as fd:
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
             os.setxattr(_proc(fd), name, value, flags)
 
     def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
-        with self.inodes.borrow(inode) as fd:
-            return os.getxattr(_proc(fd), name)
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+            try:
+                return os.getxattr(_proc(fd), name)
+            except OSError as e:
+                # With POSIX_ACL the kernel asks for ACLs on its own; "no ACL" is ENODATA to it, any other error
+                # fails the permission check that asked.
+                if e.errno == errno.EOPNOTSUPP and name.startswith(b"system.posix_acl_"):
+                    raise FUSEError(errno.ENODATA) from None
+                raise
 
     def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
-        with self.inodes.borrow(inode) as fd:
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
             return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
 
     def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
-        with self.inodes.borrow(inode) as fd:
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
             os.removexattr(_proc(fd), name)
 
     def stats(self) -> dict:
         return {"type": "mirror", "source": self.source, "cache": self.cache, "inodes": len(self.inodes),
-                "inode_fds": self.inodes.pinned, "open_dirs": len(self._dirs)}
+                "inode_fds": self.inodes.pinned, "open_dirs": len(self._dirs), "user_files": self.user_files,
+                "held_by_users": {str(uid): n for uid, n in list(self._held.items())}}
 
     def destroy(self) -> None:
         for handle in list(self._dirs.values()):

@@ -51,6 +51,16 @@ class MountEntry:
     mountpoint: str
     fstype: str
     source: str
+    #: the filesystem's own options (for FUSE: user_id=, group_id=, default_permissions, allow_other, ...)
+    options: str = ""
+
+    def option(self, name: str) -> str | None:
+        """The value of ``name=value`` among :attr:`options`, "" for a bare ``name``, None if absent."""
+        for word in self.options.split(","):
+            key, has_value, value = word.partition("=")
+            if key == name:
+                return value if has_value else ""
+        return None
 
 
 def _unescape(path: str) -> str:
@@ -82,6 +92,7 @@ def mounts() -> list[MountEntry]:
                     _unescape(parts[4]),
                     rparts[0] if rparts else "",
                     _unescape(rparts[1]) if len(rparts) > 1 else "",
+                    rparts[2] if len(rparts) > 2 else "",
                 )
             )
     return entries

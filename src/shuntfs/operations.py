@@ -161,7 +161,11 @@ class FileInfo:
 
     ``passthrough_fd``: an fd of the file that backs this open. The kernel then does the data I/O on it itself
     (FUSE passthrough), or, where passthrough is unavailable, the library serves READ/WRITE from it. The handler
-    keeps ownership: the fd must stay open until :meth:`Operations.release` of ``fh``.
+    keeps ownership: the fd must stay open until :meth:`Operations.release` of ``fh``. The fd must hold what the
+    open asks for: opened for reading if the open reads, for writing if it writes, and not ``O_APPEND`` unless the
+    open is; an open that asks for more is refused with EACCES (the kernel would otherwise open the backing file
+    with the caller's flags and the daemon's credentials). Open it as the caller, or check the caller's permission
+    yourself: with passthrough the kernel checks nothing on the backing file.
     """
 
     fh: int = 0
@@ -193,15 +197,20 @@ class StatvfsData(NamedTuple):
 
 
 class RequestContext:
-    """Who is asking: the caller's uid, gid and pid (a thread id) as the kernel reported them."""
+    """Who is asking: the caller's uid, gid and pid (a thread id) as the kernel reported them.
 
-    __slots__ = ("uid", "gid", "pid", "unique")
+    ``umask`` is the caller's umask, set for create, mkdir, mknod and tmpfile (0 for other requests). With
+    :attr:`Operations.posix_acl` the kernel does not apply it: the filesystem must, unless the parent directory has
+    a default ACL."""
 
-    def __init__(self, uid: int, gid: int, pid: int, unique: int = 0) -> None:
+    __slots__ = ("uid", "gid", "pid", "unique", "umask")
+
+    def __init__(self, uid: int, gid: int, pid: int, unique: int = 0, umask: int = 0) -> None:
         self.uid = uid
         self.gid = gid
         self.pid = pid
         self.unique = unique
+        self.umask = umask
 
     def __repr__(self) -> str:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"
@@ -237,6 +246,12 @@ class Operations:
     #: that changes nothing, which reaches :meth:`setattr` with ``kill_suidgid``. Leave it False if :meth:`write`
     #: serves data.
     clears_setid_bits: bool = False
+
+    #: True if the filesystem stores POSIX ACLs in ``system.posix_acl_access``/``_default`` xattrs, enforces them
+    #: and applies ``ctx.umask`` itself where the parent has no default ACL. The session then negotiates
+    #: FUSE_POSIX_ACL and FUSE_DONT_MASK: the kernel checks permissions (mode bits and ACLs, which it caches) as with
+    #: ``default_permissions``, and leaves the umask to the filesystem so that default ACLs work.
+    posix_acl: bool = False
 
     def init(self) -> None:
         """Called once INIT is negotiated, before any other request."""

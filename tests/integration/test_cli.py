@@ -60,6 +60,16 @@ def test_mountpoint_not_a_directory(tree):
     assert_refused(run_cli(str(src), str(src / "file")), "not a directory", src / "file")
 
 
+def test_mountpoint_inside_the_source(tree):
+    """The daemon's lookups would enter its own mount and wait on themselves; through a symlink too."""
+    src, mnt = tree
+    (src / "inner").mkdir()
+    assert_refused(run_cli(str(src), str(src / "inner")), "inside source", src / "inner")
+    os.symlink(src / "inner", mnt.parent / "alias")
+    assert_refused(run_cli(str(src), str(mnt.parent / "alias")), "inside source", src / "inner")
+    assert no_daemon_left(src / "inner")
+
+
 def test_mountpoint_already_mounted(mount_factory, tree):
     src, mnt = tree
     first = mount_factory()

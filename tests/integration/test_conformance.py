@@ -43,6 +43,8 @@ ACCMODES = [os.O_RDONLY, os.O_WRONLY, os.O_RDWR]
 EXTRA_FLAGS = [os.O_CREAT, os.O_EXCL, os.O_TRUNC, os.O_APPEND, os.O_NOFOLLOW, os.O_DIRECTORY]
 LINK_TARGETS = ["a", "../a", "d", "e/a", "nowhere", "loop"]
 XATTRS = ["user.a", "user.b", "trusted.t"]
+ACL_ENTRIES = ["u:nobody:---", "u:nobody:rwx", "u:nobody:r-x", "g:nogroup:---", "g:nogroup:rwx", "u:1000:rw-",
+               "m::r-x"]
 
 # Mostly names that collide, so that EEXIST, ENOTEMPTY, renames over files and hard links come up often; then the
 # corner cases: the longest legal name, one byte too long, paths through a file or a symlink loop, and "..".
@@ -228,6 +230,15 @@ class Conformance(RuleBasedStateMachine):
     @rule(p=paths)
     def listxattr(self, p):
         self.both(lambda r: sorted(os.listxattr(os.path.join(r, p), follow_symlinks=False)))
+
+    @rule(p=paths, entry=st.sampled_from(ACL_ENTRIES), remove=st.booleans())
+    def setfacl(self, p, entry, remove):
+        # Named-user and -group entries: the source's to enforce, for every operation that follows.
+        def run(r):
+            args = ["-b"] if remove else ["-m", entry]
+            done = subprocess.run(["setfacl", *args, os.path.join(r, p)], capture_output=True)
+            return done.returncode
+        self.both(run)
 
     @rule(p=paths, mode=st.sampled_from([os.R_OK, os.W_OK, os.X_OK, os.F_OK, os.R_OK | os.W_OK]))
     def access(self, p, mode):

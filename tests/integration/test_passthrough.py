@@ -244,7 +244,8 @@ def test_passthrough_writes_cost_no_round_trip(mount_factory):
     finally:
         os.close(fd)
     assert after.get("WRITE", 0) == before.get("WRITE", 0) == 0
-    assert after.get("GETXATTR", 0) - before.get("GETXATTR", 0) <= 1, (before, after)
+    # each stats query asks the mount's root for the control socket's name: one GETXATTR of its own
+    assert after.get("GETXATTR", 0) - before.get("GETXATTR", 0) <= 2, (before, after)
 
 
 _WRITER = """

@@ -194,7 +194,8 @@ def test_statx_falls_back_to_getattr():
 def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
     """With HANDLE_KILLPRIV_V2 negotiated the dispatcher clears set-id bits on a flagged WRITE, offers writable
     opens of set-id files for passthrough like any other, and turns the kernel's empty SETATTR (its file_remove_privs
-    before a passthrough write by a caller without CAP_FSETID) into setattr(kill_suidgid) unless root sent it."""
+    before a passthrough write by a caller without CAP_FSETID, and chown(-1, -1) by anyone) into
+    setattr(kill_suidgid)."""
     path = tmp_path / "f"
     path.write_bytes(b"0123")
     path.chmod(0o4755)
@@ -216,9 +217,9 @@ def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
         assert path.read_bytes() == b"AA23"
         d.table[Opcode.RELEASE](req(Opcode.RELEASE, protocol.Release(kfh, 0, 0, 0), nodeid=9))
         empty = protocol.Setattr(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        for uid, kill in ((0, False), (1000, True)):
+        for uid in (0, 1000):
             d.table[Opcode.SETATTR](protocol.Request(Opcode.SETATTR, 3, 9, uid, 1000, 1, empty))
-            assert ops.setattr_fields[-1].kill_suidgid is kill
+            assert ops.setattr_fields[-1].kill_suidgid is True
         d._clear_setid = False  # without KILLPRIV_V2 an empty SETATTR is just that
         d.table[Opcode.SETATTR](protocol.Request(Opcode.SETATTR, 3, 9, 1000, 1000, 1, empty))
         assert ops.setattr_fields[-1].kill_suidgid is False
