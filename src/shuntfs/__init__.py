@@ -14,6 +14,7 @@ from .operations import (
     RequestContext,
     SetattrFields,
     StatvfsData,
+    WouldBlock,
 )
 from .session import Session
 
@@ -28,6 +29,7 @@ __all__ = [
     "MountError",
     "MountOptions",
     "Operations",
+    "WouldBlock",
     "RequestContext",
     "Session",
     "SetattrFields",

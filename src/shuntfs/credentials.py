@@ -101,16 +101,22 @@ _thread = _Thread()
 
 class Caller:
     """``with Caller(uid, gid, pid):`` runs the body as that caller on this thread; root stays root. Cheap to
-    enter: three syscalls in, three out, a fourth when the groups differ from the thread's last caller's (the
-    daemon's own groups never matter while it is root, so they are not put back)."""
+    enter: two syscalls in, two out, one more when the groups differ from the thread's last caller's (the daemon's
+    own groups never matter while it is root, so they are not put back).
 
-    __slots__ = ("uid", "gid", "pid", "active")
+    Setting the fsuid drops the capabilities that bypass file permission checks (CAP_FS_MASK: DAC override, chown,
+    fowner, fsetid, mknod, ...), which is all that most calls consult. ``drop_capabilities`` drops the rest of the
+    effective set too (two syscalls more), for calls that consult others: xattrs, where CAP_SYS_ADMIN opens
+    ``trusted.*`` and ``security.*``."""
 
-    def __init__(self, uid: int, gid: int, pid: int) -> None:
+    __slots__ = ("uid", "gid", "pid", "drop", "active")
+
+    def __init__(self, uid: int, gid: int, pid: int, drop_capabilities: bool = False) -> None:
         self.uid = uid
         self.gid = gid
         self.pid = pid
-        self.active = False
+        self.drop = drop_capabilities
+        self.active = 0  # 1: ids set; 2: capabilities dropped too
 
     def __enter__(self) -> Caller:
         if not AVAILABLE or self.uid == 0:
@@ -124,28 +130,42 @@ class Caller:
         # setfsuid/setfsgid never fail with an errno; they need CAP_SETUID/CAP_SETGID, so they come before capset
         _syscall(_SETFSGID, self.gid)
         _syscall(_SETFSUID, self.uid)
-        self.active = True
-        if _syscall(_CAPSET, _CAP_HEADER, _CAPS_NONE) != 0:
-            err = _fail()
-            self.__exit__()
-            raise err
+        self.active = 1
+        if self.drop:
+            if _syscall(_CAPSET, _CAP_HEADER, _CAPS_NONE) != 0:
+                err = _fail()
+                self.__exit__()
+                raise err
+            self.active = 2
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.active:
-            self.active = False
-            _syscall(_CAPSET, _CAP_HEADER, _CAPS_FULL)
+        active = self.active
+        if active:
+            self.active = 0
+            if active == 2:
+                _syscall(_CAPSET, _CAP_HEADER, _CAPS_FULL)
             _syscall(_SETFSUID, 0)
             _syscall(_SETFSGID, 0)
 
 
-def acting_as(uid: int, gid: int, pid: int) -> Caller:
-    return Caller(uid, gid, pid)
+def acting_as(uid: int, gid: int, pid: int, drop_capabilities: bool = False) -> Caller:
+    return Caller(uid, gid, pid, drop_capabilities)
 
 
 def may_search(fd: int) -> bool:
     """Whether the current (caller's) credentials may search the directory ``fd`` (which may be O_PATH)."""
     return _syscall(_FACCESSAT2, fd, b"", os.X_OK, _AT_EMPTY_PATH | _AT_EACCESS) == 0
+
+
+def may_search_all(fds: list) -> bool:
+    """Whether the current (caller's) credentials may search every directory in ``fds`` (ints, or objects with an
+    ``fd``): one faccessat2 each."""
+    syscall, number, flags = _syscall, _FACCESSAT2, _AT_EMPTY_PATH | _AT_EACCESS
+    for fd in fds:
+        if syscall(number, fd if type(fd) is int else fd.fd, b"", 1, flags) != 0:  # 1: X_OK
+            return False
+    return True
 
 
 def may_access(fd: int, mode: int) -> bool:

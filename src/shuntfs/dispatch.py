@@ -113,6 +113,8 @@ class Dispatcher:
         self._clear_setid = False
         #: the control socket's name, told to whoever asks the root for CONTROL_XATTR
         self.control_name: bytes | None = None
+        #: called with the unique of each request the kernel interrupts
+        self.on_interrupt: Callable[[int], None] | None = None
         self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
         for opcode in Opcode:
             handler = getattr(self, "_" + opcode.name.lower(), None)
@@ -125,7 +127,7 @@ class Dispatcher:
     # ---- helpers
     @staticmethod
     def _ctx(req: Request) -> RequestContext:
-        return RequestContext(req.uid, req.gid, req.pid, req.unique)
+        return RequestContext(req.uid, req.gid, req.pid, req.unique, 0, req.blocking)
 
     def _file(self, fh: int) -> OpenFile:
         record = self._files.get(fh)
@@ -226,7 +228,7 @@ class Dispatcher:
 
     @staticmethod
     def _creator(req: Request) -> RequestContext:
-        return RequestContext(req.uid, req.gid, req.pid, req.unique, req.arg.umask)
+        return RequestContext(req.uid, req.gid, req.pid, req.unique, req.arg.umask, req.blocking)
 
     def _mknod(self, req: Request) -> bytes:
         a = req.arg
@@ -450,7 +452,9 @@ class Dispatcher:
         return protocol.statx_out(timeout, data)
 
     def _interrupt(self, req: Request) -> object:
-        # Handlers run to completion and reply; a blocked request is not worth cancelling in a mirror.
+        # Handlers run to completion and reply; only one that waits on a helper thread (WouldBlock) is interrupted.
+        if self.on_interrupt is not None:
+            self.on_interrupt(req.arg.unique)
         return NO_REPLY
 
 

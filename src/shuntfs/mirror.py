@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import itertools
 import logging
 import os
 import resource
@@ -21,7 +22,7 @@ import threading
 from typing import Iterator, Sequence
 
 from . import abi, credentials
-from .credentials import Caller, clear_setid_bits, may_access, may_search, set_thread_umask
+from .credentials import Caller, clear_setid_bits, may_access, may_search_all, set_thread_umask
 from .operations import (
     NOW,
     ROOT_INODE,
@@ -33,11 +34,13 @@ from .operations import (
     RequestContext,
     SetattrFields,
     StatvfsData,
+    WouldBlock,
 )
 
 log = logging.getLogger("shuntfs.mirror")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_SYMLINK_NOFOLLOW = 0x100
 UTIME_NOW = (1 << 30) - 1
@@ -56,6 +59,7 @@ _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 _libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
 _libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+_libc.openat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint]
 
 
 _syscall = _libc.syscall
@@ -307,6 +311,27 @@ def _default_max_fds() -> int:
     return max(64, soft // 2) if soft != resource.RLIM_INFINITY else 1 << 20
 
 
+class _Share:
+    """The fd of one inode opened with one access mode, and how many open files use it."""
+
+    __slots__ = ("fd", "opens")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.opens = 1
+
+
+class _Open:
+    """One open file: its share's key and fd, and the user it counts against (0: root, who is not counted)."""
+
+    __slots__ = ("key", "fd", "uid")
+
+    def __init__(self, key: tuple[int, int], fd: int, uid: int) -> None:
+        self.key = key
+        self.fd = fd
+        self.uid = uid
+
+
 class _AsCaller:
     """Run a ``with`` body as the caller, after checking that the caller may search every directory in ``chain``
     (the walk to the inode the body works on, which a call through an fd or a /proc link would skip)."""
@@ -319,10 +344,9 @@ class _AsCaller:
 
     def __enter__(self) -> None:
         self.caller.__enter__()
-        for fd in self.chain:
-            if not may_search(fd if type(fd) is int else fd.fd):  # type: ignore[union-attr]
-                self.__exit__()
-                raise FUSEError(errno.EACCES)
+        if not may_search_all(self.chain):
+            self.__exit__()
+            raise FUSEError(errno.EACCES)
 
     def __exit__(self, *exc: object) -> None:
         self.caller.__exit__()
@@ -416,12 +440,13 @@ class Mirror(Operations):
         root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds)
         self._dirs: dict[int, _DirHandle] = {}
-        #: open files that may write, per inode, and the inode of each such fh
-        self._writers: dict[int, int] = {}
-        self._writer_fhs: dict[int, int] = {}
-        self._writers_lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the records of open files and what users hold
+        #: one fd per inode and access mode, shared by all its opens; and each open file by its fh
+        self._shares: dict[tuple[int, int], _Share] = {}
+        self._opens: dict[int, _Open] = {}
+        self._next_fh = itertools.count(1).__next__
         self.user_files = _default_user_files() if user_files is None else user_files
-        #: open files and directories per user other than root, and the user of each such fh
+        #: open files and directories per user other than root, and the user of each open directory
         self._held: dict[int, int] = {}
         self._holder: dict[int, int] = {}
 
@@ -430,13 +455,21 @@ class Mirror(Operations):
         t = self.timeout
         return EntryAttributes.from_stat(nodeid, st, t, t)
 
-    def _caller(self, ctx: RequestContext, below: int = 0) -> _AsCaller | contextlib.nullcontext:
+    def _caller(
+        self, ctx: RequestContext, below: int = 0, capabilities: bool = False
+    ) -> _AsCaller | Caller | contextlib.nullcontext:
         """Act as the caller; with ``below`` (a node id), first check that the caller may search the directories
         above that inode, as the path walk that led to it would have (the kernel's own check used cached
-        attributes, and calls through an fd or a /proc link check nothing on the way)."""
+        attributes, and calls through an fd or a /proc link check nothing on the way). ``capabilities``: drop the
+        daemon's other capabilities too (see Caller)."""
         if not self.as_caller or ctx.uid == 0:
             return _AS_ROOT
-        return _AsCaller(Caller(ctx.uid, ctx.gid, ctx.pid), self.inodes.above(below) if below else [])
+        caller = Caller(ctx.uid, ctx.gid, ctx.pid, capabilities)
+        if below:
+            chain = self.inodes.above(below)
+            if chain:
+                return _AsCaller(caller, chain)
+        return caller
 
     def _reserve(self, ctx: RequestContext) -> _Reservation | contextlib.nullcontext:
         """``with self._reserve(ctx):`` around an open: one more open file or directory for the caller, or EMFILE
@@ -444,28 +477,26 @@ class Mirror(Operations):
         return _Reservation(self, ctx.uid) if ctx.uid else _AS_ROOT
 
     def _take(self, uid: int) -> None:
-        with self._writers_lock:
+        with self._lock:
             held = self._held.get(uid, 0)
             if held >= self.user_files:
                 raise FUSEError(errno.EMFILE)
             self._held[uid] = held + 1
 
     def _unreserve(self, uid: int) -> None:
-        with self._writers_lock:
+        with self._lock:
             left = self._held[uid] - 1
             if left:
                 self._held[uid] = left
             else:
                 del self._held[uid]
 
-    def _held_by(self, fh: int, ctx: RequestContext) -> None:
-        if ctx.uid:
-            self._holder[fh] = ctx.uid
-
-    def _released(self, fh: int) -> None:
-        uid = self._holder.pop(fh, None)
-        if uid is not None:
-            self._unreserve(uid)
+    def _fd(self, fh: int) -> int:
+        """The fd an open file's calls go to."""
+        record = self._opens.get(fh)
+        if record is None:
+            raise FUSEError(errno.EBADF)
+        return record.fd
 
     def _remember(self, fd: int, parent: int) -> EntryAttributes:
         try:
@@ -501,30 +532,31 @@ class Mirror(Operations):
 
     def getattr(self, inode: int, fh: int | None, ctx: RequestContext) -> EntryAttributes:
         if fh is not None:
-            return self._attrs(inode, os.fstat(fh))
+            return self._attrs(inode, os.fstat(self._fd(fh)))
         with self.inodes.borrow(inode) as fd:
             return self._attrs(inode, os.fstat(fd))
 
     def setattr(
         self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
     ) -> EntryAttributes:
+        file_fd = None if fh is None else self._fd(fh)
         with self.inodes.borrow(inode) as fd:
             with self._caller(ctx, inode):
-                kill = self._setattr(inode, fd, attr, fields, fh)
+                kill = self._setattr(inode, fd, attr, fields, file_fd)
             if kill:
                 clear_setid_bits(fd, ctx.gid, ctx.pid, ctx.uid)
-            return self._attrs(inode, os.fstat(fd if fh is None else fh))
+            return self._attrs(inode, os.fstat(fd if file_fd is None else file_fd))
 
     def _setattr(
-        self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None
+        self, inode: int, fd: int, attr: EntryAttributes, fields: SetattrFields, file_fd: int | None
     ) -> bool:
         """Each change as the caller: the source checks ownership for chmod, chown and explicit times, write
         permission for truncate and "now" times, and clears set-id bits where the caller lacks CAP_FSETID. True if
         the set-id bits are still to be cleared as a write by the caller would (which needs root)."""
         if fields.update_mode:
             mode = stat.S_IMODE(attr.st_mode)
-            if fh is not None:
-                os.fchmod(fh, mode)
+            if file_fd is not None:
+                os.fchmod(file_fd, mode)
             else:
                 os.chmod(_proc(fd), mode)
         changes = fields.update_mode or fields.update_size or fields.update_atime or fields.update_mtime
@@ -539,8 +571,8 @@ class Mirror(Operations):
                     raise OSError(err, os.strerror(err))
                 return True  # the caller may not chown but writes the file through a passthrough open
         if fields.update_size:
-            if fh is not None:
-                os.ftruncate(fh, attr.st_size)
+            if file_fd is not None:
+                os.ftruncate(file_fd, attr.st_size)
             else:
                 os.truncate(_proc(fd), attr.st_size)
         if fields.update_atime or fields.update_mtime:
@@ -555,7 +587,8 @@ class Mirror(Operations):
     def _writing(self, inode: int, fd: int) -> bool:
         """Whether a caller (acting now) who may write ``inode`` has it open for writing: then an empty SETATTR
         is the kill before its passthrough write, not a chown."""
-        return self._writers.get(inode, 0) > 0 and may_access(fd, os.W_OK)
+        shares = self._shares
+        return ((inode, os.O_WRONLY) in shares or (inode, os.O_RDWR) in shares) and may_access(fd, os.W_OK)
 
     def readlink(self, inode: int, ctx: RequestContext) -> bytes:
         with self.inodes.borrow(inode) as fd:
@@ -565,7 +598,7 @@ class Mirror(Operations):
         buf = ctypes.create_string_buffer(abi.STATX_SIZE)
         flags = AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW
         if fh is not None:
-            _check(_libc.statx(fh, b"", flags, mask | abi.STATX_BASIC_STATS, buf))
+            _check(_libc.statx(self._fd(fh), b"", flags, mask | abi.STATX_BASIC_STATS, buf))
         else:
             with self.inodes.borrow(inode) as fd:
                 _check(_libc.statx(fd, b"", flags, mask | abi.STATX_BASIC_STATS, buf))
@@ -633,23 +666,31 @@ class Mirror(Operations):
                     pass  # renamed again behind the mount
 
     # ---- files
-    def _file_info(self, fd: int, flags: int) -> FileInfo:
+    def _opened(self, inode: int, fd: int, flags: int, uid: int) -> FileInfo:
+        """Record an open of ``inode`` by ``uid`` whose fresh ``fd`` the source has just granted it. Every open of an
+        inode with one access mode shares one fd (the first's): a user opening a file a thousand times makes the
+        daemon hold one fd, not a thousand. The kernel registers the inode's backing file once, from that fd."""
+        key = (inode, flags & os.O_ACCMODE)
+        with self._lock:
+            share = self._shares.get(key)
+            if share is None:
+                share = self._shares[key] = _Share(fd)
+                fd = -1
+            else:
+                share.opens += 1
+            fh = self._next_fh()
+            self._opens[fh] = _Open(key, share.fd, uid)
+        if fd >= 0:
+            os.close(fd)  # its permission check and O_TRUNC are done; the shared fd serves it
         return FileInfo(
-            fh=fd,
-            passthrough_fd=fd,
+            fh=fh,
+            passthrough_fd=share.fd,
             # Served in userspace, a write-only open gains nothing from FUSE's page cache (nothing reads through it)
             # and its writes skip a copy into it; the kernel invalidates other opens' cached pages it writes over.
             direct_io=self.cache == "none" or (flags & os.O_ACCMODE) == os.O_WRONLY,
             keep_cache=self.cache == "always",
             noflush=True,  # flush() does nothing here, and the kernel still flushes a writeback cache first
         )
-
-    def _opened(self, inode: int, fd: int, flags: int) -> FileInfo:
-        if flags & os.O_ACCMODE != os.O_RDONLY:
-            with self._writers_lock:
-                self._writers[inode] = self._writers.get(inode, 0) + 1
-                self._writer_fhs[fd] = inode
-        return self._file_info(fd, flags)
 
     @staticmethod
     def _fd_flags(flags: int) -> int:
@@ -659,21 +700,16 @@ class Mirror(Operations):
 
     def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
         with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
-            fd = os.open(_proc(path_fd), self._fd_flags(flags))
-        self._held_by(fd, ctx)
-        return self._opened(inode, fd, flags)
+            fd = _open_file(_proc(path_fd).encode(), self._fd_flags(flags), 0, AT_FDCWD, flags, ctx)
+        return self._opened(inode, fd, flags, ctx.uid)
 
     def create(
         self, parent: int, name: bytes, mode: int, flags: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
         with self._reserve(ctx), self.inodes.borrow(parent) as pfd, self._caller(ctx):
             set_thread_umask(ctx.umask)
-            fd = os.open(
-                name,
-                self._fd_flags(flags) | os.O_CREAT | os.O_NOFOLLOW | (flags & os.O_EXCL),
-                stat.S_IMODE(mode),
-                dir_fd=pfd,
-            )
+            how = self._fd_flags(flags) | os.O_CREAT | os.O_NOFOLLOW | (flags & os.O_EXCL)
+            fd = _open_file(name, how, stat.S_IMODE(mode), pfd, flags, ctx)
         return self._opened_new(fd, flags, parent, ctx)
 
     def tmpfile(self, parent: int, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
@@ -687,35 +723,37 @@ class Mirror(Operations):
     def _opened_new(
         self, fd: int, flags: int, parent: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
-        self._held_by(fd, ctx)
         try:
             # Following the /proc magic link reaches the file itself; O_NOFOLLOW would give the link.
             attrs = self._remember(os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC), parent)
         except BaseException:
-            self._released(fd)
+            if ctx.uid:
+                self._unreserve(ctx.uid)
             os.close(fd)
             raise
-        return self._opened(attrs.st_ino, fd, flags), attrs
+        return self._opened(attrs.st_ino, fd, flags, ctx.uid), attrs
 
     def release(self, fh: int) -> None:
-        if fh in self._holder:
-            self._released(fh)
-        if fh in self._writer_fhs:
-            with self._writers_lock:
-                inode = self._writer_fhs.pop(fh, None)
-                if inode is not None:
-                    left = self._writers[inode] - 1
-                    if left:
-                        self._writers[inode] = left
-                    else:
-                        del self._writers[inode]
-        os.close(fh)
+        done = -1
+        with self._lock:
+            record = self._opens.pop(fh, None)
+            if record is None:
+                return
+            share = self._shares[record.key]
+            share.opens -= 1
+            if not share.opens:
+                del self._shares[record.key]
+                done = share.fd
+        if record.uid:
+            self._unreserve(record.uid)
+        if done >= 0:
+            os.close(done)
 
     def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
-        _check(_libc.fallocate(fh, mode, offset, length))
+        _check(_libc.fallocate(self._fd(fh), mode, offset, length))
 
     def lseek(self, fh: int, offset: int, whence: int) -> int:
-        return os.lseek(fh, offset, whence)
+        return os.lseek(self._fd(fh), offset, whence)
 
     # ---- directories
     def opendir(self, inode: int, ctx: RequestContext) -> int:
@@ -723,7 +761,8 @@ class Mirror(Operations):
             # Through /proc, not as "." below the fd: resolving "." would need search permission on the
             # directory itself, where opendir(3) needs only read permission.
             fd = os.open(_proc(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        self._held_by(fd, ctx)
+        if ctx.uid:
+            self._holder[fd] = ctx.uid
         root_ino = os.fstat(fd).st_ino if inode == ROOT_INODE else 0
         self._dirs[fd] = _DirHandle(fd, root_ino)
         return fd
@@ -732,34 +771,36 @@ class Mirror(Operations):
         handle = self._dirs.get(fh)
         if handle is None:
             raise FUSEError(errno.EBADF)
-        with handle.lock:
-            # The kernel may stop short of what was read last time, so every READDIR seeks to the cookie it names.
-            os.lseek(handle.fd, offset - (1 << 64) if offset >= 1 << 63 else offset, os.SEEK_SET)
-            buf = _dirent_buffer()
-            raw = memoryview(buf)
-            unpack = _DIRENT64.unpack_from
-            while True:
+        buf = _dirent_buffer()
+        unpack = _DIRENT64.unpack_from
+        while True:
+            # The kernel may stop short of what was read last time, so each batch starts at the cookie it names (or
+            # the last one this call gave); the lock is not held while the caller takes the entries.
+            with handle.lock:
+                os.lseek(handle.fd, offset - (1 << 64) if offset >= 1 << 63 else offset, os.SEEK_SET)
                 n = _syscall(_GETDENTS64, handle.fd, buf, _DIRENT_BUFFER)
                 if n <= 0:
                     if n < 0:
                         err = ctypes.get_errno()
                         raise OSError(err, os.strerror(err))
                     return
-                data = raw[:n].tobytes()
-                pos = 0
-                while pos < n:
-                    ino, off, reclen, dtype = unpack(data, pos)
-                    name = data[pos + 19: data.index(b"\0", pos + 19)]
-                    pos += reclen
-                    if handle.root_ino and name == b"..":
-                        ino = handle.root_ino  # not the directory SOURCE sits in
-                    yield DirEntry(name, ino, dtype, off & 0xFFFFFFFFFFFFFFFF)
+                data = ctypes.string_at(buf, n)
+            pos = 0
+            while pos < n:
+                ino, off, reclen, dtype = unpack(data, pos)
+                name = data[pos + 19: data.index(b"\0", pos + 19)]
+                pos += reclen
+                if handle.root_ino and name == b"..":
+                    ino = handle.root_ino  # not the directory SOURCE sits in
+                offset = off & 0xFFFFFFFFFFFFFFFF
+                yield DirEntry(name, ino, dtype, offset)
 
     def releasedir(self, fh: int) -> None:
         handle = self._dirs.pop(fh, None)
         if handle is not None:
-            if fh in self._holder:
-                self._released(fh)
+            uid = self._holder.pop(fh, None)
+            if uid is not None:
+                self._unreserve(uid)
             os.close(handle.fd)
 
     def fsyncdir(self, fh: int, datasync: bool) -> None:
@@ -779,13 +820,13 @@ class Mirror(Operations):
             raise FUSEError(errno.EACCES)
 
     # xattrs as the caller: the source checks read or write permission for user.*, ownership for ACLs, and
-    # (the thread's capabilities dropped) hides and refuses trusted.* and security.* as it would natively.
+    # (the thread's other capabilities dropped too) hides and refuses trusted.* and security.* as natively.
     def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
             os.setxattr(_proc(fd), name, value, flags)
 
     def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
             try:
                 return os.getxattr(_proc(fd), name)
             except OSError as e:
@@ -796,23 +837,50 @@ class Mirror(Operations):
                 raise
 
     def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
             return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
 
     def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode):
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
             os.removexattr(_proc(fd), name)
 
     def stats(self) -> dict:
         return {"type": "mirror", "source": self.source, "cache": self.cache, "inodes": len(self.inodes),
-                "inode_fds": self.inodes.pinned, "open_dirs": len(self._dirs), "user_files": self.user_files,
+                "inode_fds": self.inodes.pinned, "open_dirs": len(self._dirs), "open_files": len(self._opens),
+                "file_fds": len(self._shares), "user_files": self.user_files,
                 "held_by_users": {str(uid): n for uid, n in list(self._held.items())}}
 
     def destroy(self) -> None:
         for handle in list(self._dirs.values()):
             os.close(handle.fd)
         self._dirs.clear()
+        with self._lock:
+            for share in self._shares.values():
+                os.close(share.fd)
+            self._shares.clear()
+            self._opens.clear()
         self.inodes.close()
+
+
+def _open_file(path: bytes, how: int, mode: int, dir_fd: int, flags: int, ctx: RequestContext) -> int:
+    """Open a regular file without waiting on another user: a lease on it (which only its owner can take) would
+    hold the opener until the lease is given up or broken, 45 s by default, and with it the thread serving the
+    mount. O_NONBLOCK makes the kernel start breaking the lease and say EWOULDBLOCK; a caller who asked for
+    O_NONBLOCK gets that, as natively; for anyone else the open runs again on a helper thread (WouldBlock), where it
+    waits, interruptibly: an INTERRUPT ends the wait with EINTR."""
+    if ctx.may_block:
+        # libc's openat, not os.open: Python retries a call that a signal interrupts, and the point is to stop
+        fd = _libc.openat(dir_fd, path, how | os.O_CLOEXEC, mode)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return fd
+    try:
+        return os.open(path, how | os.O_NONBLOCK, mode, dir_fd=None if dir_fd == AT_FDCWD else dir_fd)
+    except BlockingIOError:
+        if flags & os.O_NONBLOCK:
+            raise
+        raise WouldBlock() from None
 
 
 def _timespec(ns: int) -> _Timespec:

@@ -24,6 +24,7 @@ ROOT_INODE = ROOT_ID
 __all__ = [
     "ROOT_INODE",
     "FUSEError",
+    "WouldBlock",
     "EntryAttributes",
     "SetattrFields",
     "FileInfo",
@@ -43,6 +44,14 @@ class FUSEError(Exception):
 
     def __str__(self) -> str:
         return f"[Errno {self.errno}] {os.strerror(self.errno)}"
+
+
+class WouldBlock(Exception):
+    """Raise from a handler instead of waiting for something another user controls (a file lease, a lock held by
+    someone else): the session runs the request again on a helper thread, where ``ctx.may_block`` is True and the
+    handler may wait, so the threads that serve the mount never do. An INTERRUPT for the request interrupts the
+    helper's system call (EINTR). Not for WRITE, whose data lives in the transport's buffer only while it is served.
+    """
 
 
 class EntryAttributes:
@@ -203,14 +212,16 @@ class RequestContext:
     :attr:`Operations.posix_acl` the kernel does not apply it: the filesystem must, unless the parent directory has
     a default ACL."""
 
-    __slots__ = ("uid", "gid", "pid", "unique", "umask")
+    __slots__ = ("uid", "gid", "pid", "unique", "umask", "may_block")
 
-    def __init__(self, uid: int, gid: int, pid: int, unique: int = 0, umask: int = 0) -> None:
+    def __init__(self, uid: int, gid: int, pid: int, unique: int = 0, umask: int = 0, may_block: bool = False) -> None:
         self.uid = uid
         self.gid = gid
         self.pid = pid
         self.unique = unique
         self.umask = umask
+        #: True on a helper thread, after the handler raised :class:`WouldBlock`: it may wait now
+        self.may_block = may_block
 
     def __repr__(self) -> str:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"

@@ -21,7 +21,7 @@ class ProtocolError(Exception):
 class Request:
     """One decoded kernel request: header fields and the opcode's typed argument."""
 
-    __slots__ = ("opcode", "unique", "nodeid", "uid", "gid", "pid", "arg", "out")
+    __slots__ = ("opcode", "unique", "nodeid", "uid", "gid", "pid", "arg", "out", "blocking")
 
     def __init__(self, opcode: int, unique: int, nodeid: int, uid: int, gid: int, pid: int, arg: Any) -> None:
         self.opcode = opcode
@@ -34,6 +34,8 @@ class Request:
         #: where the transport lets a handler put a reply payload in place (a writable view of at least max_write
         #: bytes), or None; a handler that fills it returns the byte count instead of a payload
         self.out: memoryview | None = None
+        #: set by the transport when the request runs again on a thread that may wait (see operations.WouldBlock)
+        self.blocking = False
 
     def __repr__(self) -> str:
         name = abi.OPCODE_NAMES.get(self.opcode, str(self.opcode))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import logging
 import os
 import threading
@@ -28,6 +29,7 @@ from typing import Any, Callable
 
 from . import abi, buffers, protocol, uring
 from .abi import Opcode
+from .blocking import DEFERRED, BlockingPool
 
 log = logging.getLogger("shuntfs")
 
@@ -130,7 +132,9 @@ class Queue:
     the thread that calls serve(). Several may serve one qid; the kernel hands a request to any free entry.
 
     With ``handoff`` (an executor), requests in SLOW_OPCODES run there; their replies come back to the queue thread,
-    which alone submits on its ring, through an eventfd that the ring reads."""
+    which alone submits on its ring, through an eventfd that the ring reads. With ``blocking`` (a BlockingPool),
+    requests whose handlers would wait on a user (respond() answers DEFERRED) run again there and come back the
+    same way."""
 
     def __init__(
         self,
@@ -141,12 +145,19 @@ class Queue:
         handoff: Executor | None = None,
         busy_poll_ns: int = 0,
         last_wake: list[int] | None = None,
+        blocking: BlockingPool | None = None,
     ) -> None:
         self.devfd = devfd
         self.qid = qid
         self.entries = [Entry(max(payload_size, abi.URING_MIN_PAYLOAD)) for _ in range(depth)]
+        self.depth = depth
+        self.payload_size = payload_size
+        #: entries whose requests wait on a helper of ``blocking``; the queue registers more entries so that
+        #: ``depth`` of them keep taking requests
+        self.deferred = 0
         self.error = 0  # the first failure the kernel reported for an entry
         self.handoff = handoff
+        self.blocking = blocking
         self.busy_poll_ns = busy_poll_ns
         #: when any queue of the session last woke (shared by them): bursts of requests are what polling is for
         self.last_wake = [0] if last_wake is None else last_wake
@@ -154,7 +165,7 @@ class Queue:
         self.polled = 0
         self.missed = 0
         self.slept = 0
-        self._done: list[tuple[int, int, Any]] = []  # (entry index, unique, reply) from the pool
+        self._done: list[tuple[int, int, Any, bool]] = []  # (entry index, unique, reply, deferred) from the pools
         self._lock = threading.Lock()  # guards _done and _wake_fd between the pool and the queue thread
         self._wake_fd = -1
         self._wake_buf = ctypes.create_string_buffer(8)
@@ -162,9 +173,10 @@ class Queue:
     def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
         """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
         pin_to(self.qid)
-        ring = uring.Ring(2 * len(self.entries) + 2, uring.SETUP_SQE128)
+        extra = self.blocking.threads if self.blocking is not None else 0
+        ring = uring.Ring(2 * (len(self.entries) + extra) + 2, uring.SETUP_SQE128)
         try:
-            if self.handoff is not None:
+            if self.handoff is not None or self.blocking is not None:
                 self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC)
             self._serve(ring, respond, counts, debug)
         finally:
@@ -195,6 +207,8 @@ class Queue:
                 # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be committed to
                 # take the next request, so anything else gets one.
                 reply = protocol.reply_error(unique, errno.ENOSYS)
+            elif reply is DEFERRED:  # a queue without a blocking pool: the handler may not wait
+                reply = protocol.reply_error(unique, errno.EWOULDBLOCK)
             try:
                 ring_reply(view, reply)
             except ValueError:
@@ -226,7 +240,9 @@ class Queue:
                     with self._lock:
                         done, self._done = self._done, []
                     for item in done:
-                        finish(*item)
+                        if item[3]:
+                            self.deferred -= 1
+                        finish(*item[:3])
                     ring.put_read(self._wake_fd, wake_addr, 8, _WAKE)
                     continue
                 e = entries[index]
@@ -254,13 +270,26 @@ class Queue:
                         handoff.submit(self._slow, respond, req, index, started)  # type: ignore[union-attr]
                         continue
                     reply = respond(req, counts, started)
+                    if reply is DEFERRED and self.blocking is not None:
+                        req.blocking = True
+                        if self.blocking.submit(functools.partial(self._slow, respond, req, index, started, True)):
+                            # The waiting request keeps its entry until it is answered: another takes its place.
+                            self.deferred += 1
+                            if len(entries) - self.deferred < self.depth:
+                                entries.append(Entry(max(self.payload_size, abi.URING_MIN_PAYLOAD)))
+                                put(devfd, abi.URING_CMD_REGISTER, entries[-1].iov_addr, 2, len(entries) - 1,
+                                    pack_cmd(0, 0, qid))
+                                live += 1
+                            continue
                 finish(index, unique, reply)
 
-    def _slow(self, respond: Respond, req: protocol.Request, index: int, started: float) -> None:
+    def _slow(
+        self, respond: Respond, req: protocol.Request, index: int, started: float, deferred: bool = False
+    ) -> None:
         """In the pool: serve ``req`` and hand its reply to the queue thread."""
         reply = respond(req, _UNCOUNTED, started)
         with self._lock:
             if self._wake_fd < 0:
                 return  # the queue has ended: the connection is gone, and so is the request
-            self._done.append((index, req.unique, reply))
+            self._done.append((index, req.unique, reply, deferred))
             os.eventfd_write(self._wake_fd, 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import logging
 import os
 import signal
@@ -22,9 +23,10 @@ from . import abi, buffers, protocol, rings
 from .abi import InitFlag, Opcode
 from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
+from .blocking import DEFERRED, BlockingPool
 from .dispatch import NO_REPLY, Dispatcher
 from .mount import MountOptions, find_mount, mount, start_watchdog, unmount
-from .operations import FUSEError, Operations
+from .operations import FUSEError, Operations, WouldBlock
 
 log = logging.getLogger("shuntfs")
 trace = logging.getLogger("shuntfs.trace")
@@ -33,6 +35,7 @@ _END_ERRNOS = (errno.ENODEV, errno.ECONNABORTED, errno.EBADF)
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.ENOENT)
 _UNSUPPORTED_ERRNO = errno.ENOSYS
 _POOL_THREADS = 2  # per io_uring queue, for its slow requests (fsync and the like): how many may block at once
+_UNCOUNTED = [0] * (abi.MAX_OPCODE + 1)  # a deferred request's second run counts here: its first counted it
 
 #: What every session asks for at INIT; cache-related flags come from the options.
 BASE_FLAGS = (
@@ -123,6 +126,8 @@ class Session:
         self._loop_thread: LoopThread | None = None
         self.started_at = time.time()
         self.debug = trace.isEnabledFor(logging.DEBUG)
+        #: helper threads for requests whose handlers would wait on a user (WouldBlock)
+        self.blocking = BlockingPool()
 
     # ---- lifecycle
     def mount(self) -> None:
@@ -131,6 +136,7 @@ class Session:
         self.dev = entry.dev if entry else 0
         self.registry = BackingRegistry(self.fd, enabled=False)
         self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config)
+        self.dispatcher.on_interrupt = self.blocking.interrupt
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
 
@@ -245,6 +251,7 @@ class Session:
         for pool in self._pools:
             pool.shutdown(wait=False, cancel_futures=True)
         self._pools = []
+        self.blocking.close()
 
     def _clone_fd(self) -> int:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
@@ -290,6 +297,7 @@ class Session:
             ],
             "requests": self.request_counts(),
             "open_files": self.dispatcher.open_files() if self.dispatcher else 0,
+            "waiting_requests": self.blocking.waiting(),
             "backing_files": self.dispatcher.backing_files() if self.dispatcher else [],
             "filesystem": (self.dispatcher.ops if self.dispatcher else self.ops).stats(),
         }
@@ -364,6 +372,11 @@ class Session:
             reply = self._respond(req, counts, started)
             if reply is None:
                 continue
+            if reply is DEFERRED:
+                req.out = None  # this worker's buffer serves its next request
+                if self.blocking.submit(functools.partial(self._respond_deferred, fd, req)):
+                    continue
+                reply = protocol.reply_error(req.unique, errno.EWOULDBLOCK)
             try:
                 if type(reply) is list:
                     writev(fd, reply)
@@ -392,7 +405,15 @@ class Session:
                 if opcode in protocol.NO_REPLY:
                     return None
                 raise FUSEError(_UNSUPPORTED_ERRNO)
-            payload = handler(req)
+            if req.blocking:
+                with self.blocking.running(req.unique):
+                    payload = handler(req)
+            else:
+                payload = handler(req)
+        except WouldBlock:
+            if not req.blocking and opcode != Opcode.WRITE:
+                return DEFERRED
+            error = errno.EWOULDBLOCK
         except FUSEError as e:
             error = e.errno
         except OSError as e:
@@ -414,6 +435,21 @@ class Session:
         if type(payload) is int:  # in place in req.out
             return [protocol.reply_header(req.unique, payload), req.out[:payload]]  # type: ignore[index]
         return protocol.reply_bytes(req.unique, payload)
+
+    def _respond_deferred(self, fd: int, req: protocol.Request) -> None:
+        """On a helper thread: serve a request whose handler would have waited, and write its reply."""
+        req.blocking = True
+        reply = self._respond(req, _UNCOUNTED, time.perf_counter() if self.debug else 0.0)
+        if reply is None:
+            return
+        try:
+            if type(reply) is list:
+                os.writev(fd, reply)
+            else:
+                os.write(fd, reply)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, *_END_ERRNOS):
+                log.error("reply to %r rejected: %s", req, e)
 
     def _answer_malformed(self, fd: int, data: memoryview, e: Exception) -> None:
         log.error("malformed request (%d bytes): %s", len(data), e)
@@ -468,7 +504,7 @@ class Session:
             self._pools.append(pool)
             for k in range(self.queue_threads):
                 queue = rings.Queue(
-                    self.fd, qid, self.ring_depth, payload, pool, self.busy_poll_us * 1000, last_wake
+                    self.fd, qid, self.ring_depth, payload, pool, self.busy_poll_us * 1000, last_wake, self.blocking
                 )
                 self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
 

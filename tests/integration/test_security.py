@@ -407,3 +407,116 @@ def test_open_directory_handles_hold_no_copy_of_the_listing(mount_factory, tree)
         for fd in fds:
             os.close(fd)
     assert grown < 16 * 1024, f"daemon grew {grown} KiB for 50 open handles"
+
+
+_LEASE_HOLDER = """
+import fcntl, os, signal, sys, time
+signal.signal(signal.SIGIO, signal.SIG_IGN)  # never gives the lease up: the kernel breaks it after its timeout
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+print("leased", flush=True)
+time.sleep(60)
+"""
+
+_OPENER = """
+import os, signal, sys, time
+def give_up(signum, frame):
+    raise TimeoutError
+signal.signal(signal.SIGALRM, give_up)
+signal.setitimer(signal.ITIMER_REAL, float(sys.argv[2]))
+started = time.monotonic()
+try:
+    os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND))
+    print("opened", round(time.monotonic() - started, 2), flush=True)
+except TimeoutError:
+    print("interrupted", round(time.monotonic() - started, 2), flush=True)
+"""
+
+
+@pytest.fixture
+def lease_break_time():
+    with open("/proc/sys/fs/lease-break-time") as f:
+        old = f.read()
+    with open("/proc/sys/fs/lease-break-time", "w") as f:
+        f.write("4")
+    yield 4
+    with open("/proc/sys/fs/lease-break-time", "w") as f:
+        f.write(old)
+
+
+@pytest.mark.parametrize("options", list(OPTION_SETS))
+def test_a_lease_holder_stalls_only_the_opener(mount_factory, tree, lease_break_time, options):
+    """nobody leases its own file on the source and never lets go; root opens it for writing through the mount
+    from a process on each CPU. Only those openers wait (until the kernel breaks the lease), as natively: another
+    user's stat and cat on the mount stay fast meanwhile, and an opener that gives up (a signal) is let go at once."""
+    src, mnt = tree
+    src.chmod(0o755)
+    (src / "leased").write_bytes(b"x")
+    os.chown(src / "leased", NOBODY, NOBODY)
+    (src / "other").write_bytes(b"other")
+    (src / "other").chmod(0o644)
+    m = mount_factory("allow_other", *OPTION_SETS[options])
+    holder = subprocess.Popen(as_user("nobody", ["/usr/bin/python3", "-c", _LEASE_HOLDER, str(src / "leased")]),
+                              stdout=subprocess.PIPE, text=True)
+    openers = []
+    try:
+        assert holder.stdout.readline().strip() == "leased"
+        started = time.monotonic()
+        for cpu in range(min(2, os.cpu_count() or 1)):
+            openers.append(subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", _OPENER,
+                                             str(mnt / "leased"), "30"], stdout=subprocess.PIPE, text=True))
+        quitter = subprocess.Popen([sys.executable, "-c", _OPENER, str(mnt / "leased"), "1"],
+                                   stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        others = subprocess.run(as_user("daemon", ["/usr/bin/python3", "-c", f"""
+import os, time
+worst = 0
+for _ in range(20):
+    t = time.monotonic()
+    os.stat('{mnt}/other'); open('{mnt}/other').read(); os.listdir('{mnt}')
+    worst = max(worst, time.monotonic() - t)
+print(worst)
+"""]), capture_output=True, text=True, timeout=60)
+        assert float(others.stdout) < 0.5, others.stderr
+        assert time.monotonic() - started < lease_break_time - 1  # all of it while the openers still wait
+        word, took = quitter.communicate(timeout=30)[0].split()
+        assert word == "interrupted" and float(took) < 2
+        for opener in openers:
+            word, took = opener.communicate(timeout=30)[0].split()
+            assert word == "opened" and float(took) >= lease_break_time - 1
+        assert wait_for(lambda: m.stats()["waiting_requests"] == 0, 5)
+    finally:
+        for p in [holder, *openers]:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("options", list(OPTION_SETS))
+def test_opens_of_one_file_share_one_daemon_fd(mount_factory, tree, options):
+    """1,000 opens of one file by nobody cost the daemon one fd (per access mode), not one each, and each of them
+    still reads and writes the file."""
+    src, mnt = tree
+    src.chmod(0o755)
+    (src / "f").write_bytes(b"0123456789")
+    (src / "f").chmod(0o666)
+    m = mount_factory("allow_other", *OPTION_SETS[options])
+    before = len(os.listdir(f"/proc/{m.pid}/fd"))
+    holder = subprocess.Popen(as_user("nobody", ["/usr/bin/python3", "-c", f"""
+import os, time
+fds = [os.open('{mnt}/f', os.O_RDONLY) for _ in range(999)] + [os.open('{mnt}/f', os.O_RDWR)]
+assert all(os.pread(fd, 4, 2) == b'2345' for fd in fds[::97])
+os.pwrite(fds[-1], b'AB', 0)
+assert os.pread(fds[0], 2, 0) == b'AB'
+print('held', flush=True)
+time.sleep(60)
+"""]), stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        fs = m.stats()["filesystem"]
+        assert (fs["open_files"], fs["file_fds"]) == (1000, 2)
+        assert len(os.listdir(f"/proc/{m.pid}/fd")) - before <= 3
+    finally:
+        holder.kill()
+        holder.wait()
+    assert wait_for(lambda: m.stats()["filesystem"]["file_fds"] == 0, 10)
+    assert (src / "f").read_bytes() == b"AB23456789"
