@@ -94,6 +94,7 @@ def _fail() -> OSError:
 class _Thread(threading.local):
     groups: tuple[int, ...] | None = None  # the groups set on this thread, None: the daemon's own
     own_fs: bool = False  # unshare(CLONE_FS) done: umask is this thread's own
+    umask: int = -1  # this thread's umask once own_fs
 
 
 _thread = _Thread()
@@ -176,11 +177,15 @@ def may_access(fd: int, mode: int) -> bool:
 def set_thread_umask(umask: int) -> None:
     """Make ``umask`` this thread's (and only this thread's) file mode creation mask, so a file created next gets
     the mode the source gives it for that caller: the umask applies unless the parent has a default ACL."""
-    if not _thread.own_fs:
+    thread = _thread
+    if thread.umask == umask:
+        return
+    if not thread.own_fs:
         if _UNSHARE and _syscall(_UNSHARE, _CLONE_FS) != 0:
             raise _fail()
-        _thread.own_fs = True
+        thread.own_fs = True
     os.umask(umask)
+    thread.umask = umask
 
 
 # ---- CAP_FSETID and the set-id bits

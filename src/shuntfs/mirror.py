@@ -377,22 +377,42 @@ class _Reservation:
 
 
 class _DirHandle:
-    """An open directory: its fd, read with getdents64 from the kernel's offset at each READDIR. The offsets are
-    the source's own directory cookies (seekable, stable across changes), so a handle costs one fd and no copy of
-    the listing, however large the directory and however many handles are open on it."""
+    """An open directory: its fd, read with getdents64 from the kernel's offset. The offsets are the source's own
+    directory cookies (seekable, stable across changes), so a handle costs one fd and at most one batch of entries
+    (the last getdents64, which the next READDIR usually continues), however large the directory and however many
+    handles are open on it."""
 
-    __slots__ = ("fd", "root_ino", "lock")
+    __slots__ = ("fd", "root_ino", "lock", "batch", "resume")
 
     def __init__(self, fd: int, root_ino: int) -> None:
         self.fd = fd
         self.root_ino = root_ino  # the root's inode number, which its ".." shows (0 for other directories)
         self.lock = threading.Lock()
+        self.batch: list[DirEntry] = []  # the entries of the last getdents64
+        self.resume: dict[int, int] = {}  # cookie -> index in batch of the entry that follows it
+
+
+def _parse_dirents(data: bytes, start: int, root_ino: int) -> tuple[list[DirEntry], dict[int, int]]:
+    """The entries of a getdents64 result read from cookie ``start``, and where each cookie resumes in them."""
+    entries: list[DirEntry] = []
+    resume = {start: 0}
+    unpack, find, pos, end = _DIRENT64.unpack_from, data.index, 0, len(data)
+    while pos < end:
+        ino, off, reclen, dtype = unpack(data, pos)
+        name = data[pos + 19: find(b"\0", pos + 19)]
+        pos += reclen
+        if root_ino and name == b"..":
+            ino = root_ino  # not the directory SOURCE sits in
+        off &= 0xFFFFFFFFFFFFFFFF
+        entries.append(DirEntry(name, ino, dtype, off))
+        resume[off] = len(entries)
+    return entries, resume
 
 
 _GETDENTS64 = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}.get(
     __import__("platform").machine(), 217)
 _DIRENT64 = struct.Struct("QqHB")  # d_ino, d_off, d_reclen, d_type; the name follows, NUL-terminated
-_DIRENT_BUFFER = 16384
+_DIRENT_BUFFER = 4096
 _dirent_buffers = threading.local()
 
 
@@ -410,13 +430,15 @@ def _proc(fd: int) -> str:
 class Mirror(Operations):
     """Mirror ``source``. ``cache`` is none/auto/always; ``as_caller`` makes a root daemon do every operation that
     the source checks with the caller's credentials (needed whenever users other than root reach the mount), so the
-    source decides each one on the real inode. ``inode_fds`` bounds the O_PATH fds held for known inodes (default:
+    source decides each one on the real inode. ``posix_acl`` lets the kernel check mode bits and ACLs before it asks
+    (FUSE_POSIX_ACL), which a mount that other users reach needs: it answers ``stat`` below a directory they may not
+    search from its own cache. ``inode_fds`` bounds the O_PATH fds held for known inodes (default:
     half the fd limit); see :class:`InodeTable`. ``user_files`` bounds the open files and directories (each an fd
     of the daemon's) that one user other than root may hold through the mount (default: an eighth of the fd
     limit): past it, that user's opens fail with EMFILE and everyone else's keep working."""
 
-    # The source keeps and enforces ACLs; operations run as the caller apply its umask where the source would.
-    posix_acl = True
+    # Creations run as the caller apply its umask where the source would (not under a default ACL).
+    applies_umask = True
 
     def __init__(
         self,
@@ -427,10 +449,12 @@ class Mirror(Operations):
         inode_fds: int | None = None,
         clears_setid_bits: bool = True,
         user_files: int | None = None,
+        posix_acl: bool = True,
     ) -> None:
         # Every open answers with a passthrough_fd and setattr honours kill_suidgid, so HANDLE_KILLPRIV_V2 may be
         # asked for (-o killpriv=off declines it).
         self.clears_setid_bits = clears_setid_bits
+        self.posix_acl = posix_acl
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}")
         self.source = os.path.realpath(source)
@@ -462,7 +486,7 @@ class Mirror(Operations):
         above that inode, as the path walk that led to it would have (the kernel's own check used cached
         attributes, and calls through an fd or a /proc link check nothing on the way). ``capabilities``: drop the
         daemon's other capabilities too (see Caller)."""
-        if not self.as_caller or ctx.uid == 0:
+        if ctx.uid == 0 or not self.as_caller:
             return _AS_ROOT
         caller = Caller(ctx.uid, ctx.gid, ctx.pid, capabilities)
         if below:
@@ -771,29 +795,29 @@ class Mirror(Operations):
         handle = self._dirs.get(fh)
         if handle is None:
             raise FUSEError(errno.EBADF)
-        buf = _dirent_buffer()
-        unpack = _DIRENT64.unpack_from
         while True:
-            # The kernel may stop short of what was read last time, so each batch starts at the cookie it names (or
-            # the last one this call gave); the lock is not held while the caller takes the entries.
+            # The kernel takes what fits in its buffer and asks again from the last cookie it kept: usually one in
+            # the batch read last time, else the batch is read anew from that cookie (always at 0: a rewind must
+            # see the directory as it is). The lock is not held while the caller takes the entries.
             with handle.lock:
-                os.lseek(handle.fd, offset - (1 << 64) if offset >= 1 << 63 else offset, os.SEEK_SET)
-                n = _syscall(_GETDENTS64, handle.fd, buf, _DIRENT_BUFFER)
-                if n <= 0:
-                    if n < 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, os.strerror(err))
-                    return
-                data = ctypes.string_at(buf, n)
-            pos = 0
-            while pos < n:
-                ino, off, reclen, dtype = unpack(data, pos)
-                name = data[pos + 19: data.index(b"\0", pos + 19)]
-                pos += reclen
-                if handle.root_ino and name == b"..":
-                    ino = handle.root_ino  # not the directory SOURCE sits in
-                offset = off & 0xFFFFFFFFFFFFFFFF
-                yield DirEntry(name, ino, dtype, offset)
+                batch = handle.batch
+                index = handle.resume.get(offset, -1) if offset else -1
+                if index < 0 or index >= len(batch):
+                    buf = _dirent_buffer()
+                    os.lseek(handle.fd, offset - (1 << 64) if offset >= 1 << 63 else offset, os.SEEK_SET)
+                    n = _syscall(_GETDENTS64, handle.fd, buf, _DIRENT_BUFFER)
+                    if n <= 0:
+                        handle.batch, handle.resume = [], {}
+                        if n < 0:
+                            err = ctypes.get_errno()
+                            raise OSError(err, os.strerror(err))
+                        return
+                    batch, handle.resume = _parse_dirents(ctypes.string_at(buf, n), offset, handle.root_ino)
+                    handle.batch = batch
+                    index = 0
+            for entry in batch[index:] if index else batch:
+                offset = entry.next_offset
+                yield entry
 
     def releasedir(self, fh: int) -> None:
         handle = self._dirs.pop(fh, None)
@@ -826,13 +850,15 @@ class Mirror(Operations):
             os.setxattr(_proc(fd), name, value, flags)
 
     def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
-        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
+        with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, True):
+            if not name.startswith(b"system.posix_acl_"):
+                return os.getxattr(_proc(fd), name)
             try:
                 return os.getxattr(_proc(fd), name)
             except OSError as e:
                 # With POSIX_ACL the kernel asks for ACLs on its own; "no ACL" is ENODATA to it, any other error
                 # fails the permission check that asked.
-                if e.errno == errno.EOPNOTSUPP and name.startswith(b"system.posix_acl_"):
+                if e.errno == errno.EOPNOTSUPP:
                     raise FUSEError(errno.ENODATA) from None
                 raise
 

@@ -209,8 +209,8 @@ class RequestContext:
     """Who is asking: the caller's uid, gid and pid (a thread id) as the kernel reported them.
 
     ``umask`` is the caller's umask, set for create, mkdir, mknod and tmpfile (0 for other requests). With
-    :attr:`Operations.posix_acl` the kernel does not apply it: the filesystem must, unless the parent directory has
-    a default ACL."""
+    :attr:`Operations.applies_umask` the kernel does not apply it: the filesystem must, unless the parent directory
+    has a default ACL."""
 
     __slots__ = ("uid", "gid", "pid", "unique", "umask", "may_block")
 
@@ -258,11 +258,16 @@ class Operations:
     #: serves data.
     clears_setid_bits: bool = False
 
-    #: True if the filesystem stores POSIX ACLs in ``system.posix_acl_access``/``_default`` xattrs, enforces them
-    #: and applies ``ctx.umask`` itself where the parent has no default ACL. The session then negotiates
-    #: FUSE_POSIX_ACL and FUSE_DONT_MASK: the kernel checks permissions (mode bits and ACLs, which it caches) as with
-    #: ``default_permissions``, and leaves the umask to the filesystem so that default ACLs work.
+    #: True if the filesystem stores POSIX ACLs in ``system.posix_acl_access``/``_default`` xattrs and enforces
+    #: them. The session then negotiates FUSE_POSIX_ACL: the kernel checks permissions itself, mode bits and ACLs
+    #: (which it caches), as with ``default_permissions``, which it turns on; it then also refreshes a directory's
+    #: attributes after each change in it, one GETATTR more per create or unlink.
     posix_acl: bool = False
+
+    #: True if create, mkdir, mknod and tmpfile apply ``ctx.umask`` themselves, except where the parent directory
+    #: has a default ACL (which then decides the mode). The session negotiates FUSE_DONT_MASK: the kernel sends the
+    #: mode unmasked, so that default ACLs work.
+    applies_umask: bool = False
 
     def init(self) -> None:
         """Called once INIT is negotiated, before any other request."""

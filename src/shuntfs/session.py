@@ -111,7 +111,9 @@ class Session:
         if ops.clears_setid_bits:
             want |= InitFlag.HANDLE_KILLPRIV_V2
         if ops.posix_acl:
-            want |= InitFlag.POSIX_ACL | InitFlag.DONT_MASK
+            want |= InitFlag.POSIX_ACL
+        if ops.applies_umask:
+            want |= InitFlag.DONT_MASK
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
         self.fd = -1
         self.dev = 0
