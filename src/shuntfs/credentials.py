@@ -1,10 +1,10 @@
 """Acting as the caller: per-thread filesystem credentials for a daemon running as root.
 
 A root daemon bypasses every permission check on the source, and the kernel does none on a passthrough backing file.
-So each operation that the source checks runs under the caller's fsuid, fsgid and supplementary groups, with the
-thread's effective capabilities dropped: the source filesystem then decides ownership (setgid directories, default
-ACLs) and access (mode bits, ACLs, the sticky bit, ``trusted.*`` and ``security.*`` xattrs, reserved blocks)
-exactly as for the caller, on the real inode.
+So each operation that the source checks runs under the caller's fsuid, fsgid and supplementary groups, which drops
+the capabilities that bypass file permissions (and, where asked, all other effective capabilities): the source
+filesystem then decides ownership (setgid directories, default ACLs) and access (mode bits, ACLs, the sticky bit,
+``trusted.*`` and ``security.*`` xattrs) exactly as for the caller, on the real inode.
 
 glibc's setgroups() changes every thread of the process, and capset() has no wrapper, so the raw syscalls are used:
 they act on the calling thread only, which is what a multi-threaded server needs.

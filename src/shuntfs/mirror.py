@@ -15,6 +15,7 @@ import errno
 import itertools
 import logging
 import os
+import platform
 import resource
 import stat
 import struct
@@ -409,8 +410,7 @@ def _parse_dirents(data: bytes, start: int, root_ino: int) -> tuple[list[DirEntr
     return entries, resume
 
 
-_GETDENTS64 = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}.get(
-    __import__("platform").machine(), 217)
+_GETDENTS64 = {"x86_64": 217, "aarch64": 61, "riscv64": 61, "ppc64le": 202, "s390x": 220}.get(platform.machine(), 217)
 _DIRENT64 = struct.Struct("QqHB")  # d_ino, d_off, d_reclen, d_type; the name follows, NUL-terminated
 _DIRENT_BUFFER = 4096
 _dirent_buffers = threading.local()
@@ -428,14 +428,16 @@ def _proc(fd: int) -> str:
 
 
 class Mirror(Operations):
-    """Mirror ``source``. ``cache`` is none/auto/always; ``as_caller`` makes a root daemon do every operation that
-    the source checks with the caller's credentials (needed whenever users other than root reach the mount), so the
-    source decides each one on the real inode. ``posix_acl`` lets the kernel check mode bits and ACLs before it asks
-    (FUSE_POSIX_ACL), which a mount that other users reach needs: it answers ``stat`` below a directory they may not
-    search from its own cache. ``inode_fds`` bounds the O_PATH fds held for known inodes (default:
-    half the fd limit); see :class:`InodeTable`. ``user_files`` bounds the open files and directories (each an fd
-    of the daemon's) that one user other than root may hold through the mount (default: an eighth of the fd
-    limit): past it, that user's opens fail with EMFILE and everyone else's keep working."""
+    """Mirror ``source``. ``cache`` is none/auto/always.
+
+    ``as_caller`` makes a root daemon do every operation that the source checks with the caller's credentials
+    (needed whenever users other than root reach the mount), so the source decides each one on the real inode.
+    ``posix_acl`` lets the kernel check mode bits and ACLs before it asks (FUSE_POSIX_ACL), which a mount that other
+    users reach needs: the kernel answers ``stat`` below a directory they may not search from its own cache.
+    ``inode_fds`` bounds the O_PATH fds held for known inodes (default: half the fd limit); see
+    :class:`InodeTable`. ``user_files`` bounds the open files and directories that one user other than root may
+    hold through the mount (default: an eighth of the fd limit): past it, that user's opens fail with EMFILE and
+    everyone else's keep working."""
 
     # Creations run as the caller apply its umask where the source would (not under a default ACL).
     applies_umask = True
