@@ -95,15 +95,16 @@ class BlockingPool:
 
     def _signal(self, unique: int, ident: int, retries: int) -> None:
         # A signal that lands before the helper enters its system call is lost, so repeat it while it still runs.
+        # The helper leaves the registry under the lock, so it is signalled only while it still serves that request.
+        if not self.interruptible:
+            return
         with self._lock:
             if self._running.get(unique) != ident:
                 return
-        if not self.interruptible:
-            return
-        try:
-            signal.pthread_kill(ident, INTERRUPT_SIGNAL)
-        except (ProcessLookupError, OSError):
-            return
+            try:
+                signal.pthread_kill(ident, INTERRUPT_SIGNAL)
+            except (ProcessLookupError, OSError):
+                return
         if retries:
             timer = threading.Timer(_RESIGNAL_S, self._signal, (unique, ident, retries - 1))
             timer.daemon = True

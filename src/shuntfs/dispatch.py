@@ -115,6 +115,8 @@ class Dispatcher:
         self.control_name: bytes | None = None
         #: called with the unique of each request the kernel interrupts
         self.on_interrupt: Callable[[int], None] | None = None
+        #: sends a notification message to the kernel (the session's)
+        self.notify: Callable[[bytes], bool] | None = None
         self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
         for opcode in Opcode:
             handler = getattr(self, "_" + opcode.name.lower(), None)
@@ -279,6 +281,9 @@ class Dispatcher:
                 _check_fd_grants(fi.passthrough_fd, flags, nodeid)
             if truncated_by is not None and self._clear_setid and fi.passthrough_fd is not None:
                 credentials.clear_setid_bits(fi.passthrough_fd, truncated_by.gid, truncated_by.pid)
+                # the handler (opening as the caller) or the line above may have cleared set-id bits the kernel
+                # still shows
+                self._attributes_changed(nodeid)
             return entry + self._open_reply(nodeid, fi)
         except BaseException:
             self.ops.release(fi.fh)
@@ -316,7 +321,8 @@ class Dispatcher:
         record = self._file(a.fh)
         if record.fd >= 0:
             if a.write_flags & abi.WRITE_KILL_SUIDGID and self._clear_setid:
-                credentials.clear_setid_bits(record.fd, req.gid, req.pid)
+                if credentials.clear_setid_bits(record.fd, req.gid, req.pid) is not None:
+                    self._attributes_changed(record.nodeid)
             return protocol.write_out(os.pwrite(record.fd, a.data, a.offset))
         return protocol.write_out(self.ops.write(record.fh, a.offset, a.data))
 
@@ -424,6 +430,17 @@ class Dispatcher:
     def _setxattr(self, req: Request) -> None:
         a = req.arg
         self.ops.setxattr(req.nodeid, a.name, a.value, a.flags, self._ctx(req))
+        if a.name == _ACL_ACCESS:
+            self._acl_changed(req.nodeid)
+
+    def _attributes_changed(self, nodeid: int) -> None:
+        """The daemon changed attributes of ``nodeid`` that the kernel may have cached: drop them there, so the
+        next stat asks (one notification write, which takes no lock the waiting caller holds)."""
+        if self.notify is not None:
+            try:
+                self.notify(protocol.notify_inval_inode(nodeid, -1, 0))
+            except (OSError, RuntimeError) as e:
+                log.debug("attributes of inode %d not invalidated: %s", nodeid, e)
 
     def _getxattr(self, req: Request) -> bytes:
         if req.arg.name == CONTROL_XATTR and req.nodeid == abi.ROOT_ID and self.control_name is not None:
@@ -437,6 +454,14 @@ class Dispatcher:
 
     def _removexattr(self, req: Request) -> None:
         self.ops.removexattr(req.nodeid, req.arg.name, self._ctx(req))
+        if req.arg.name == _ACL_ACCESS:
+            self._acl_changed(req.nodeid)
+
+    def _acl_changed(self, nodeid: int) -> None:
+        """An access ACL set or removed changes the file's mode too; without POSIX_ACL the kernel keeps the mode
+        it cached (stat asking for the mode alone would show it)."""
+        if not (self.negotiated and self.negotiated.has(InitFlag.POSIX_ACL)):
+            self._attributes_changed(nodeid)
 
     def _statx(self, req: Request) -> bytes:
         a = req.arg
@@ -473,6 +498,9 @@ def _check_fd_grants(fd: int, flags: int, nodeid: int) -> None:
         log.warning("open of inode %d with flags %#o refused: its passthrough_fd has only %#o", nodeid, flags,
                     held & (os.O_ACCMODE | os.O_APPEND | os.O_PATH))
         raise FUSEError(errno.EACCES)
+
+
+_ACL_ACCESS = b"system.posix_acl_access"
 
 
 def _sized(value: bytes, size: int) -> bytes:

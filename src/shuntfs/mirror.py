@@ -47,6 +47,8 @@ AT_SYMLINK_NOFOLLOW = 0x100
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 RENAME_EXCHANGE = 2
+#: in OPEN's flags: the kernel opens the file to execute it (execve), which needs execute permission, not read
+_FMODE_EXEC = 0x20
 O_PATH_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -725,8 +727,19 @@ class Mirror(Operations):
         return (flags & (os.O_ACCMODE | os.O_TRUNC)) | os.O_CLOEXEC
 
     def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
-        with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
-            fd = _open_file(_proc(path_fd).encode(), self._fd_flags(flags), 0, AT_FDCWD, flags, ctx)
+        with self._reserve(ctx), self.inodes.borrow(inode) as path_fd:
+            path = _proc(path_fd).encode()
+            with self._caller(ctx, inode):
+                if flags & _FMODE_EXEC and self.as_caller and ctx.uid:
+                    # execve needs execute permission, not read: the source checks that for the caller, and the
+                    # daemon opens the file for the kernel to load (an execute-only program runs, as natively).
+                    if not may_access(path_fd, os.X_OK):
+                        raise FUSEError(errno.EACCES)
+                    fd = -1
+                else:
+                    fd = _open_file(path, self._fd_flags(flags), 0, AT_FDCWD, flags, ctx)
+            if fd < 0:
+                fd = _open_file(path, os.O_RDONLY | os.O_CLOEXEC, 0, AT_FDCWD, flags, ctx)
         return self._opened(inode, fd, flags, ctx.uid)
 
     def create(

@@ -139,6 +139,7 @@ class Session:
         self.registry = BackingRegistry(self.fd, enabled=False)
         self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config)
         self.dispatcher.on_interrupt = self.blocking.interrupt
+        self.dispatcher.notify = self._notify
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
 

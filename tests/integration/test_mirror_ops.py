@@ -213,6 +213,16 @@ def test_fallocate_seek_hole_and_data(mounted):
         assert os.pread(fd, 4, 0) == b"\0\0\0\0"
         assert os.pread(ref, 4, 0) == b"\0\0\0\0"
         assert os.fstat(fd).st_size == (1 << 20) + 4
+        # negative and past-the-end offsets: ENXIO as natively (the kernel's offset is signed)
+        for offset in (-1, -(1 << 40), (1 << 20) + 4):
+            for whence in (os.SEEK_DATA, os.SEEK_HOLE):
+                outcomes = []
+                for handle in (fd, ref):
+                    try:
+                        outcomes.append(os.lseek(handle, offset, whence))
+                    except OSError as e:
+                        outcomes.append(errno.errorcode[e.errno])
+                assert outcomes[0] == outcomes[1] == "ENXIO", (offset, whence, outcomes)
     finally:
         os.close(fd)
         os.close(ref)
@@ -333,3 +343,28 @@ def test_cache_none_sees_changes_at_once(mount_factory, mode):
     os.unlink(src / "x")
     with pytest.raises(FileNotFoundError):
         os.stat(mnt / "x")
+
+
+def test_default_acls_and_acl_modes(mounted, tmp_path):
+    """A parent's default ACL decides a new file's mode, not the umask; setting an access ACL shows its mode at
+    once. Compared with the same commands on a native directory."""
+    native = tmp_path / "native"
+    native.mkdir()
+    results = []
+    for root in (native, mounted.mnt):
+        (root / "d").mkdir()
+        subprocess.run(["setfacl", "-d", "-m", "u::rwx,g::rwx,o::rwx", str(root / "d")], check=True)
+        old = os.umask(0o077)
+        try:
+            (root / "d" / "f").touch()
+            os.mkdir(root / "d" / "sub")
+            os.close(os.open(root / "plain", os.O_CREAT | os.O_WRONLY, 0o666))
+        finally:
+            os.umask(old)
+        os.stat(root / "plain")  # cached
+        subprocess.run(["setfacl", "-m", "u::rwx,g::rwx,o::rwx", str(root / "plain")], check=True)
+        modes = [stat.filemode(os.stat(root / name).st_mode) for name in ("d/f", "d/sub")]
+        # stat(1) asks for the mode alone, which the kernel answers from its cache unless told the mode changed
+        mode_only = subprocess.run(["stat", "-c", "%A", str(root / "plain")], capture_output=True, text=True)
+        results.append(modes + [mode_only.stdout.strip()])
+    assert results[1] == results[0] == ["-rw-rw-rw-", "drwxrwxrwx", "-rwxrwxrwx"]

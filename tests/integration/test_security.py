@@ -519,3 +519,44 @@ time.sleep(60)
         holder.wait()
     assert wait_for(lambda: m.stats()["filesystem"]["file_fds"] == 0, 10)
     assert (src / "f").read_bytes() == b"AB23456789"
+
+
+def test_an_execute_only_program_runs_but_cannot_be_read(pair):
+    """A 0711 program runs for nobody (execve needs execute permission only) and still cannot be read or copied; a
+    0700 one does not run; as natively."""
+    def setup(root: Path) -> None:
+        for name, mode in (("prog", 0o711), ("private", 0o700)):
+            (root / name).write_bytes(Path("/bin/true").read_bytes())
+            (root / name).chmod(mode)
+
+    pair.setup(setup)
+    warm(pair.mnt)
+    outcome = pair.compare({
+        "run": "import subprocess; subprocess.run(['{r}/prog'], check=True)",
+        "read": "open('{r}/prog', 'rb').read()",
+        "private": "import subprocess; subprocess.run(['{r}/private'], check=True)",
+    })
+    assert outcome == {"run": 0, "read": errno.EACCES, "private": errno.EACCES}
+
+
+def test_set_id_bits_the_daemon_clears_show_at_once(pair):
+    """nobody truncates (O_TRUNC) one set-id file and appends to another, both root's and cached by the kernel:
+    stat(1), which asks for the mode alone, shows the bits gone at once, as natively."""
+    def setup(root: Path) -> None:
+        for name in ("trunc", "append"):
+            (root / name).write_bytes(b"x")
+            (root / name).chmod(0o6777)
+
+    pair.setup(setup)
+    warm(pair.mnt)
+    for root in (pair.native, pair.mnt):
+        os.stat(root / "trunc")
+        os.stat(root / "append")
+    pair.compare({
+        "trunc": "os.close(os.open('{r}/trunc', os.O_WRONLY | os.O_TRUNC))",
+        "append": "open('{r}/append', 'ab').write(b'y')",
+    })
+    for name in ("trunc", "append"):
+        shown = [subprocess.run(["stat", "-c", "%A", str(root / name)], capture_output=True, text=True).stdout
+                 for root in (pair.native, pair.mnt)]
+        assert shown[1] == shown[0] == "-rwxrwxrwx\n", (name, shown)
