@@ -50,7 +50,8 @@ class WouldBlock(Exception):
     """Raise from a handler instead of waiting for something another user controls (a file lease, a lock held by
     someone else): the session runs the request again on a helper thread, where ``ctx.may_block`` is True and the
     handler may wait, so the threads that serve the mount never do. An INTERRUPT for the request interrupts the
-    helper's system call (EINTR). Not for WRITE, whose data lives in the transport's buffer only while it is served.
+    helper's system call (EINTR) when the session was made in the main thread, which alone may set the signal
+    handler this needs. Not for WRITE, whose data lives in the transport's buffer only while it is served.
     """
 
 
