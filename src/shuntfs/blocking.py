@@ -9,6 +9,7 @@ own, so the handler sees EINTR and the caller that gave up frees its helper.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -28,7 +29,6 @@ THREADS = 32
 #: INTERRUPTs remembered for requests not (yet) running here; most are for requests that already replied.
 _REMEMBERED = 256
 _RESIGNAL_S = 0.05
-_EINTR = 4
 #: What the session answers a transport for a request that is to run again on a helper thread.
 DEFERRED = object()
 
@@ -128,7 +128,7 @@ class _Running:
         pool = self.pool
         with pool._lock:
             if pool._interrupted.pop(self.unique, 1) is None:
-                raise FUSEError(_EINTR)  # interrupted before it got here
+                raise FUSEError(errno.EINTR)  # interrupted before it got here
             pool._running[self.unique] = threading.get_ident()
 
     def __exit__(self, *exc: object) -> None:

@@ -150,21 +150,12 @@ class Caller:
             _syscall(_SETFSGID, 0)
 
 
-def acting_as(uid: int, gid: int, pid: int, drop_capabilities: bool = False) -> Caller:
-    return Caller(uid, gid, pid, drop_capabilities)
-
-
-def may_search(fd: int) -> bool:
-    """Whether the current (caller's) credentials may search the directory ``fd`` (which may be O_PATH)."""
-    return _syscall(_FACCESSAT2, fd, b"", os.X_OK, _AT_EMPTY_PATH | _AT_EACCESS) == 0
-
-
 def may_search_all(fds: list) -> bool:
     """Whether the current (caller's) credentials may search every directory in ``fds`` (ints, or objects with an
     ``fd``): one faccessat2 each."""
-    syscall, number, flags = _syscall, _FACCESSAT2, _AT_EMPTY_PATH | _AT_EACCESS
+    syscall, number, search, flags = _syscall, _FACCESSAT2, os.X_OK, _AT_EMPTY_PATH | _AT_EACCESS
     for fd in fds:
-        if syscall(number, fd if type(fd) is int else fd.fd, b"", 1, flags) != 0:  # 1: X_OK
+        if syscall(number, fd if type(fd) is int else fd.fd, b"", search, flags) != 0:
             return False
     return True
 
