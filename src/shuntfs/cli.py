@@ -16,7 +16,15 @@ from typing import NoReturn
 
 from . import __version__, abi, rings
 from .mirror import CACHE_MODES, Mirror
-from .mount import MOUNT_FLAG_WORDS, MountError, MountOptions, find_mount
+from .mount import (
+    FUSE_MOUNT_OPTIONS,
+    MOUNT_FLAG_WORDS,
+    ROOT_ONLY_WORDS,
+    MountError,
+    MountOptions,
+    find_mount,
+    remount,
+)
 
 log = logging.getLogger("shuntfs")
 
@@ -31,7 +39,7 @@ class Config:
     mountpoint: str = ""
     foreground: bool = False
     debug: bool = False
-    read_only: bool = False
+    read_only: bool | None = None  # None: not said (rw for a new mount; as it was on a remount)
     allow_other: bool = False
     default_permissions: bool = False
     fsname: str | None = None
@@ -48,15 +56,17 @@ class Config:
     busy_poll: int = rings.BUSY_POLL_US  # microseconds
     log_file: str | None = None
     mount_words: list[str] = field(default_factory=list)
+    remount: bool = False
+    #: the FUSE module's options (user_id=0, ...) that mount(8) hands back on a remount
+    fuse_words: list[str] = field(default_factory=list)
 
 
 #: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
-_IGNORED_WORDS = {"defaults", "rw", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail",
-                  "nosuid", "nodev"}
+_IGNORED_WORDS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail"}
 #: Prefixes of fstab words meant for other programs (systemd's x-systemd.*, comment=, mount.fuse3's subtype=).
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
-_FLAGS = {"ro", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount"}
+_FLAGS = {"ro", "rw", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount", "remount"}
 _VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "user_files", "killpriv",
            "io_uring", "queue_threads", "busy_poll"}
 
@@ -84,14 +94,19 @@ def apply_option(config: Config, word: str) -> None:
     if word.startswith(_IGNORED_PREFIXES):
         return
     name, has_value, text = word.partition("=")
+    if name in FUSE_MOUNT_OPTIONS and name not in _FLAGS:
+        config.fuse_words.append(word)  # only a remount may carry them; parse_args says so otherwise
+        return
     value: str | None = text if has_value else None
     if name in _FLAGS or name in _IGNORED_WORDS or name in MOUNT_FLAG_WORDS:
         if has_value:
             raise UsageError(f"option {name} takes no value")
     elif not has_value or value == "":
         raise UsageError(f"option {name} needs a value ({name}=...)" if name in _VALUED else f"unknown option {word!r}")
-    if name == "ro":
-        config.read_only = True
+    if name in ("ro", "rw"):
+        config.read_only = name == "ro"
+    elif name == "remount":
+        config.remount = True
     elif name == "allow_other":
         config.allow_other = True
     elif name == "default_permissions":
@@ -180,7 +195,8 @@ def parse_args(argv: list[str]) -> Config:
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
         "inode_fds=N, user_files=N, killpriv=on|off, io_uring=on|off, queue_threads=N, busy_poll=MICROSECONDS, "
-        "and noexec, noatime and the like."
+        "remount (with ro, rw and the mount flags below), and noexec, noatime, nosuid, nodev, and suid and dev "
+        "(root only), and the like."
     )
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
@@ -196,6 +212,8 @@ def parse_args(argv: list[str]) -> Config:
         apply_option(config, f"cache={args.cache}")
     if args.threads is not None:
         apply_option(config, f"threads={args.threads}")
+    if config.fuse_words and not config.remount:
+        raise UsageError(f"unknown option {config.fuse_words[0]!r}")
     if config.allow_other:
         config.default_permissions = True
     return config
@@ -231,8 +249,29 @@ def validate(config: Config) -> None:
         raise UsageError(f"mountpoint {mnt}: lies inside source {src}")
     if not os.path.exists("/dev/fuse"):
         raise UsageError("/dev/fuse does not exist (is the fuse module loaded?)")
-    if os.geteuid() != 0 and shutil.which("fusermount3") is None:
-        raise UsageError("not root, and fusermount3 is not installed (Debian package fuse3)")
+    if os.geteuid() != 0:
+        if shutil.which("fusermount3") is None:
+            raise UsageError("not root, and fusermount3 is not installed (Debian package fuse3)")
+        for word in config.mount_words:
+            if word in ROOT_ONLY_WORDS:
+                raise UsageError(f"option {word} needs root (fusermount3 mounts are always nosuid,nodev)")
+
+
+def remount_command(config: Config) -> None:
+    """``-o remount,...``: change the live mount at MOUNTPOINT; the daemon serving it carries on."""
+    entry = find_mount(os.path.realpath(config.mountpoint))
+    if entry is None or not entry.fstype.startswith("fuse"):
+        raise UsageError(f"mountpoint {config.mountpoint}: no FUSE filesystem is mounted there")
+    asked = {"allow_other": config.allow_other, "default_permissions": config.default_permissions}
+    for word in config.fuse_words + [name for name, on in asked.items() if on]:
+        name, _, value = word.partition("=")
+        if entry.option(name) != value:
+            raise UsageError(f"option {word} cannot change on a remount")
+    words = config.mount_words + ([] if config.read_only is None else ["ro" if config.read_only else "rw"])
+    try:
+        remount(entry, words)
+    except MountError as e:
+        raise UsageError(str(e)) from None
 
 
 def has_cap_sys_admin() -> bool:
@@ -307,7 +346,7 @@ def run(config: Config, report) -> int:
         fsname=config.fsname or os.path.realpath(config.source),
         allow_other=config.allow_other,
         default_permissions=config.default_permissions,
-        read_only=config.read_only,
+        read_only=bool(config.read_only),
         extra=config.mount_words,
     )
     session = Session(
@@ -360,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shuntfs: {e}", file=sys.stderr)
         return 2
     try:
+        if config.remount:
+            remount_command(config)
+            return 0
         validate(config)
     except UsageError as e:
         print(f"shuntfs: {e}", file=sys.stderr)

@@ -16,12 +16,29 @@ from dataclasses import dataclass, field
 MS_RDONLY = 1
 MS_NOSUID = 2
 MS_NODEV = 4
-#: Generic mount words and the mount(2) flags they set (0: the default, nothing to set). fusermount3 does this
-#: translation itself; as root we call mount(2), whose data string the FUSE module would reject them in.
+MS_NOEXEC = 8
+MS_SYNCHRONOUS = 16
+MS_REMOUNT = 32
+MS_DIRSYNC = 128
+MS_NOATIME = 1024
+MS_NODIRATIME = 2048
+MS_RELATIME = 1 << 21
+MS_STRICTATIME = 1 << 24
+_ATIME = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+#: Generic mount words: the mount(2) flags each sets and clears. fusermount3 does this translation itself; as root
+#: we call mount(2), whose data string the FUSE module would reject them in. Every mount starts nosuid,nodev (as
+#: libfuse's do); ``suid`` and ``dev`` lift that, for root only (fusermount3 forces both for other users).
 MOUNT_FLAG_WORDS = {
-    "noexec": 8, "exec": 0, "sync": 16, "async": 0, "dirsync": 128, "noatime": 1024, "atime": 0,
-    "nodiratime": 2048, "relatime": 1 << 21, "strictatime": 1 << 24,
+    "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID), "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC), "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0), "noatime": (MS_NOATIME, _ATIME), "atime": (0, MS_NOATIME),
+    "relatime": (MS_RELATIME, _ATIME), "strictatime": (MS_STRICTATIME, _ATIME), "nodiratime": (MS_NODIRATIME, 0),
+    "diratime": (0, MS_NODIRATIME), "norelatime": (0, MS_RELATIME),
 }
+#: Words only root may use: fusermount3 refuses to lift nosuid,nodev for other users.
+ROOT_ONLY_WORDS = {"suid", "dev"}
+#: The FUSE module's own options as /proc/mounts shows them; mount(8) hands them back on a remount.
+FUSE_MOUNT_OPTIONS = {"user_id", "group_id", "default_permissions", "allow_other", "max_read", "blksize"}
 MNT_DETACH = 2
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -53,6 +70,8 @@ class MountEntry:
     source: str
     #: the filesystem's own options (for FUSE: user_id=, group_id=, default_permissions, allow_other, ...)
     options: str = ""
+    #: the mount's own flags (rw/ro, nosuid, nodev, noexec, the atime policy)
+    mount_options: str = ""
 
     def option(self, name: str) -> str | None:
         """The value of ``name=value`` among :attr:`options`, "" for a bare ``name``, None if absent."""
@@ -93,6 +112,7 @@ def mounts() -> list[MountEntry]:
                     rparts[0] if rparts else "",
                     _unescape(rparts[1]) if len(rparts) > 1 else "",
                     rparts[2] if len(rparts) > 2 else "",
+                    parts[5],
                 )
             )
     return entries
@@ -114,6 +134,14 @@ def fuse_mount_option_string(fd: int, rootmode: int, opts: MountOptions, uid: in
     if opts.allow_other:
         words.append("allow_other")
     return ",".join(words + [w for w in opts.extra if w not in MOUNT_FLAG_WORDS])
+
+
+def mount_flags(words: list[str], flags: int) -> int:
+    """``flags`` changed by the generic mount ``words`` in turn (a later word wins, as with mount(8))."""
+    for word in words:
+        set_bits, clear_bits = MOUNT_FLAG_WORDS.get(word, (0, 0))
+        flags = (flags & ~clear_bits) | set_bits
+    return flags
 
 
 def _escape_option(value: str) -> str:
@@ -138,9 +166,7 @@ def _mount_root(mountpoint: str, opts: MountOptions) -> int:
     try:
         rootmode = stat.S_IFMT(os.stat(mountpoint).st_mode)
         data = fuse_mount_option_string(fd, rootmode, opts, os.getuid(), os.getgid())
-        flags = MS_NOSUID | MS_NODEV | (MS_RDONLY if opts.read_only else 0)
-        for word in opts.extra:
-            flags |= MOUNT_FLAG_WORDS.get(word, 0)
+        flags = mount_flags(opts.extra, MS_NOSUID | MS_NODEV | (MS_RDONLY if opts.read_only else 0))
         fstype = f"fuse.{opts.subtype}" if opts.subtype else "fuse"
         if _libc.mount(opts.fsname.encode(), mountpoint.encode(), fstype.encode(), flags, data.encode()) != 0:
             err = ctypes.get_errno()
@@ -197,6 +223,31 @@ def _mount_fusermount(mountpoint: str, opts: MountOptions) -> int:
         ours.close()
         if theirs.fileno() >= 0:
             theirs.close()
+
+
+def remount(entry: MountEntry, words: list[str]) -> None:
+    """Remount ``entry`` with the generic mount ``words`` (``ro``, ``rw`` and those of :data:`MOUNT_FLAG_WORDS`)
+    applied to the flags it has; root only. FUSE itself takes only ``ro``/``rw`` (and ``sync``) on a remount and
+    ignores the data string of mount(2), so the daemon carries on as it was and learns of nothing."""
+    if os.geteuid() != 0:
+        raise MountError(f"remount {entry.mountpoint}: only root may remount (fusermount3 cannot)")
+    have = set(entry.mount_options.split(",")) | set(entry.options.split(","))
+    flags = MS_RDONLY if "ro" in have else 0
+    for word in ("nosuid", "nodev", "noexec", "nodiratime", "sync", "dirsync"):
+        if word in have:
+            flags |= MOUNT_FLAG_WORDS[word][0]
+    # mountinfo shows noatime or relatime, and neither for strictatime
+    flags |= MS_NOATIME if "noatime" in have else MS_RELATIME if "relatime" in have else MS_STRICTATIME
+    for word in words:
+        if word == "ro":
+            flags |= MS_RDONLY
+        elif word == "rw":
+            flags &= ~MS_RDONLY
+        else:
+            flags = mount_flags([word], flags)
+    if _libc.mount(None, entry.mountpoint.encode(), None, MS_REMOUNT | flags, None) != 0:
+        err = ctypes.get_errno()
+        raise MountError(f"remount {entry.mountpoint}: {os.strerror(err)}")
 
 
 def unmount(mountpoint: str, lazy: bool = False) -> None:

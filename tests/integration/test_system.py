@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import pwd
+import shutil
+import stat
 import subprocess
 import sysconfig
 from pathlib import Path
@@ -12,7 +16,7 @@ import pytest
 from shuntfs.ctl import query
 from shuntfs.mount import find_mount
 
-from .conftest import _pid_alive, wait_for
+from .conftest import MODES, NOBODY, _pid_alive, as_user, user_python, wait_for
 
 SYSTEM_HELPER = Path("/sbin/mount.fuse.shuntfs")
 
@@ -92,8 +96,6 @@ UNIT = Path(__file__).parents[2] / "examples" / "systemd" / "mnt-mirror.mount"
 
 def test_systemd_mount_unit_example(helper, tree):
     """The example unit is valid for systemd, and its Type and Options mount as systemd would run them."""
-    import shutil
-
     if shutil.which("systemd-analyze"):
         done = subprocess.run(["systemd-analyze", "verify", str(UNIT)], capture_output=True, text=True)
         assert done.returncode == 0 and done.stderr == "", done.stderr
@@ -108,3 +110,95 @@ def test_systemd_mount_unit_example(helper, tree):
         assert (mnt / "f").read_bytes() == b"unit"
     finally:
         unmount_and_reap(mnt)
+
+
+def mount_flags_of(mnt: Path) -> set[str]:
+    entry = find_mount(str(mnt))
+    assert entry is not None
+    return set(entry.mount_options.split(","))
+
+
+def write_fails_read_only(path: Path) -> bool:
+    try:
+        path.write_bytes(b"x")
+    except OSError as e:
+        return e.errno == errno.EROFS
+    return False
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_remount_ro_and_rw_through_mount8(helper, tree, mode):
+    """`mount -o remount,ro` and `remount,rw` change the live mount; the daemon serves on; the other flags stay."""
+    src, mnt = tree
+    (src / "f").write_bytes(b"before")
+    options = ",".join(["noatime", "noexec"] + MODES[mode])
+    done = subprocess.run(["mount", "-t", "fuse.shuntfs", str(src), str(mnt), "-o", options],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    try:
+        pid = query(str(mnt))["pid"]
+        done = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert {"ro", "nosuid", "nodev", "noatime", "noexec"} <= mount_flags_of(mnt)
+        assert write_fails_read_only(mnt / "f") and write_fails_read_only(mnt / "new")
+        assert (mnt / "f").read_bytes() == b"before"
+        done = subprocess.run(["mount", "-o", "remount,rw", str(mnt)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert {"rw", "nosuid", "nodev", "noatime", "noexec"} <= mount_flags_of(mnt)
+        (mnt / "f").write_bytes(b"after")
+        assert (src / "f").read_bytes() == b"after"
+        assert query(str(mnt))["pid"] == pid
+    finally:
+        unmount_and_reap(mnt)
+
+
+def test_remount_through_the_helper_and_what_it_refuses(tree, mount_factory, workdir):
+    from shuntfs.cli import mount_helper
+
+    src, mnt = tree
+    mount_factory("ro")
+    assert "ro" in mount_flags_of(mnt)
+    assert mount_helper([str(src), str(mnt), "-o", "remount,rw,exec"]) == 0
+    assert "rw" in mount_flags_of(mnt)
+    (mnt / "g").write_bytes(b"rw again")
+    assert (src / "g").read_bytes() == b"rw again"
+    # What a remount cannot do: change FUSE's own options, remount what is not a FUSE mount, run as a user.
+    for argv in ([str(src), str(mnt), "-o", "remount,allow_other"],
+                 [str(src), str(mnt), "-o", "remount,user_id=12345"],
+                 [str(src), str(workdir), "-o", "remount,ro"]):
+        assert mount_helper(argv) == 1
+    done = subprocess.run(as_user(NOBODY, user_python(workdir) + ["-o", "remount,ro", str(src), str(mnt)]),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "only root may remount" in done.stderr
+    assert "rw" in mount_flags_of(mnt)
+
+
+def test_mounts_are_nosuid_nodev_unless_root_asks(tree, mount_factory, workdir):
+    """`suid` and `dev` give root the set-id programs and device nodes of the source, as libfuse's mounts do."""
+    src, mnt = tree
+    shutil.copy("/usr/bin/id", src / "id")
+    os.chmod(src / "id", 0o4755)
+    os.mknod(src / "null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    probe = as_user(NOBODY, [str(mnt / "id"), "-u"])  # prints the effective uid
+    m = mount_factory("allow_other")
+    assert {"nosuid", "nodev"} <= mount_flags_of(mnt)
+    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() != "0"
+    with pytest.raises(PermissionError):
+        open(mnt / "null", "wb")
+    m.stop()
+    mount_factory("allow_other,suid,dev")
+    assert not {"nosuid", "nodev"} & mount_flags_of(mnt)
+    assert subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "0"
+    with open(mnt / "null", "wb") as f:
+        assert f.write(b"into /dev/null") == 14
+    assert os.stat(src / "null").st_size == 0
+
+
+def test_suid_and_dev_need_root(tree, workdir, dev_fuse_for_users):
+    src, mnt = tree
+    os.chown(mnt, pwd.getpwnam(NOBODY).pw_uid, -1)
+    for word in ("suid", "dev"):
+        done = subprocess.run(as_user(NOBODY, user_python(workdir) + ["-o", word, str(src), str(mnt)]),
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1 and done.stderr.count("\n") == 1 and "needs root" in done.stderr, done.stderr
+        assert find_mount(str(mnt)) is None

@@ -76,3 +76,29 @@ def test_bad_options(bad):
 def test_missing_arguments():
     with pytest.raises(UsageError):
         parse_args(["only-one"])
+
+
+def test_later_ro_or_rw_wins_and_remount_is_kept():
+    assert parse_args(["-o", "rw,ro", "s", "m"]).read_only is True
+    assert parse_args(["-o", "ro,rw", "s", "m"]).read_only is False
+    assert parse_args(["s", "m"]).read_only is None  # unsaid: a remount keeps what the mount has
+    c = parse_args(["-o", "ro,nosuid,nodev,noatime,remount,user_id=0,group_id=0,allow_other", "s", "m"])
+    assert c.remount and c.read_only and c.fuse_words == ["user_id=0", "group_id=0"]
+    assert c.mount_words == ["nosuid", "nodev", "noatime"]
+
+
+def test_fuse_module_options_only_on_a_remount():
+    with pytest.raises(UsageError, match="user_id"):
+        parse_args(["-o", "user_id=0", "s", "m"])
+
+
+def test_mount_words_set_and_clear_flags_in_order():
+    from shuntfs.mount import MS_NOATIME, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RELATIME, MS_STRICTATIME, mount_flags
+
+    base = MS_NOSUID | MS_NODEV
+    assert mount_flags(["suid", "dev"], base) == 0
+    assert mount_flags(["suid", "nosuid"], base) == base
+    assert mount_flags(["noexec", "exec"], base) == base
+    assert mount_flags(["relatime", "noatime"], base) == base | MS_NOATIME
+    assert mount_flags(["noatime", "strictatime"], base) == base | MS_STRICTATIME
+    assert mount_flags(["noexec", "relatime"], 0) == MS_NOEXEC | MS_RELATIME
