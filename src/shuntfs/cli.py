@@ -19,10 +19,13 @@ from .mirror import CACHE_MODES, Mirror
 from .mount import (
     FUSE_MOUNT_OPTIONS,
     MOUNT_FLAG_WORDS,
+    MS_NOATIME,
+    MS_NODIRATIME,
     ROOT_ONLY_WORDS,
     MountError,
     MountOptions,
     find_mount,
+    mount_flags,
     remount,
 )
 
@@ -338,10 +341,12 @@ def run(config: Config, report) -> int:
     if config.io_uring:
         rings.usable()  # asked for by name: say why not, if it cannot be had
     passthrough = config.passthrough and has_cap_sys_admin()
+    atime = mount_flags(config.mount_words, 0)
     # Other users' permissions are checked by the kernel too (ACLs included) where they can reach the mount; a mount
     # only its owner uses spares the refreshes of directory attributes that kernel checks need.
     ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv,
-                 user_files=config.user_files, posix_acl=config.allow_other or config.default_permissions)
+                 user_files=config.user_files, posix_acl=config.allow_other or config.default_permissions,
+                 noatime=bool(atime & MS_NOATIME), nodiratime=bool(atime & MS_NODIRATIME))
     options = MountOptions(
         fsname=config.fsname or os.path.realpath(config.source),
         allow_other=config.allow_other,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import itertools
 import logging
 import os
@@ -439,7 +440,10 @@ class Mirror(Operations):
     ``inode_fds`` bounds the O_PATH fds held for known inodes (default: half the fd limit); see
     :class:`InodeTable`. ``user_files`` bounds the open files and directories that one user other than root may
     hold through the mount (default: an eighth of the fd limit): past it, that user's opens fail with EMFILE and
-    everyone else's keep working."""
+    everyone else's keep working. ``noatime`` (files and directories) and ``nodiratime`` (directories) open with
+    O_NOATIME where the source lets the caller (its own files; root's opens always), so reads through the mount
+    leave the source's access times alone; the kernel's passthrough opens the backing file with the reader's own
+    flags, and there it cannot."""
 
     # Creations run as the caller apply its umask where the source would (not under a default ACL).
     applies_umask = True
@@ -454,11 +458,15 @@ class Mirror(Operations):
         clears_setid_bits: bool = True,
         user_files: int | None = None,
         posix_acl: bool = True,
+        noatime: bool = False,
+        nodiratime: bool = False,
     ) -> None:
         # Every open answers with a passthrough_fd and setattr honours kill_suidgid, so HANDLE_KILLPRIV_V2 may be
         # asked for (-o killpriv=off declines it).
         self.clears_setid_bits = clears_setid_bits
         self.posix_acl = posix_acl
+        self._file_noatime = os.O_NOATIME if noatime else 0
+        self._dir_noatime = os.O_NOATIME if noatime or nodiratime else 0
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}")
         self.source = os.path.realpath(source)
@@ -737,9 +745,11 @@ class Mirror(Operations):
                         raise FUSEError(errno.EACCES)
                     fd = -1
                 else:
-                    fd = _open_file(path, self._fd_flags(flags), 0, AT_FDCWD, flags, ctx)
+                    fd = _open_file(path, self._fd_flags(flags) | self._file_noatime, 0, AT_FDCWD, flags, ctx)
             if fd < 0:
                 fd = _open_file(path, os.O_RDONLY | os.O_CLOEXEC, 0, AT_FDCWD, flags, ctx)
+            elif self._file_noatime and ctx.uid:
+                fd = _without_atime(fd, flags & os.O_ACCMODE)
         return self._opened(inode, fd, flags, ctx.uid)
 
     def create(
@@ -799,7 +809,9 @@ class Mirror(Operations):
         with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
             # Through /proc, not as "." below the fd: resolving "." would need search permission on the
             # directory itself, where opendir(3) needs only read permission.
-            fd = os.open(_proc(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = _open_noatime(_proc(path_fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | self._dir_noatime)
+        if self._dir_noatime and ctx.uid:
+            fd = _without_atime(fd, os.O_RDONLY | os.O_DIRECTORY)
         if ctx.uid:
             self._holder[fd] = ctx.uid
         root_ino = os.fstat(fd).st_ino if inode == ROOT_INODE else 0
@@ -903,6 +915,30 @@ class Mirror(Operations):
         self.inodes.close()
 
 
+def _open_noatime(path: str | bytes, how: int, mode: int = 0, dir_fd: int | None = None) -> int:
+    """``os.open``, and again without O_NOATIME if the source refuses it (only a file's owner may ask for it)."""
+    try:
+        return os.open(path, how, mode, dir_fd=dir_fd)
+    except PermissionError as e:
+        if not how & os.O_NOATIME or e.errno != errno.EPERM:
+            raise
+    return os.open(path, how & ~os.O_NOATIME, mode, dir_fd=dir_fd)
+
+
+def _without_atime(fd: int, how: int) -> int:
+    """``fd``, or the same file opened again by the daemon with O_NOATIME if the caller's own open could not have
+    it (the source grants it to a file's owner only). The caller's open has passed the source's checks; reads
+    through the daemon's fd then leave the access time alone. Needs root; otherwise ``fd`` stays."""
+    if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NOATIME:
+        return fd
+    try:
+        again = os.open(_proc(fd), how | os.O_NOATIME | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return fd
+    os.close(fd)
+    return again
+
+
 def _open_file(path: bytes, how: int, mode: int, dir_fd: int, flags: int, ctx: RequestContext) -> int:
     """Open a regular file without waiting on another user: a lease on it (which only its owner can take) would
     hold the opener until the lease is given up or broken, 45 s by default, and with it the thread serving the
@@ -912,12 +948,14 @@ def _open_file(path: bytes, how: int, mode: int, dir_fd: int, flags: int, ctx: R
     if ctx.may_block:
         # libc's openat, not os.open: Python retries a call that a signal interrupts, and the point is to stop
         fd = _libc.openat(dir_fd, path, how | os.O_CLOEXEC, mode)
+        if fd < 0 and ctypes.get_errno() == errno.EPERM and how & os.O_NOATIME:
+            fd = _libc.openat(dir_fd, path, (how & ~os.O_NOATIME) | os.O_CLOEXEC, mode)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
         return fd
     try:
-        return os.open(path, how | os.O_NONBLOCK, mode, dir_fd=None if dir_fd == AT_FDCWD else dir_fd)
+        return _open_noatime(path, how | os.O_NONBLOCK, mode, None if dir_fd == AT_FDCWD else dir_fd)
     except BlockingIOError:
         if flags & os.O_NONBLOCK:
             raise

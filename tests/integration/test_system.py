@@ -202,3 +202,37 @@ def test_suid_and_dev_need_root(tree, workdir, dev_fuse_for_users):
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 1 and done.stderr.count("\n") == 1 and "needs root" in done.stderr, done.stderr
         assert find_mount(str(mnt)) is None
+
+
+OLD = 978307200  # 2001-01-01: older than mtime, so the source's relatime would update it on a read
+
+
+def read_as_root_and_nobody(mnt: Path) -> None:
+    assert (mnt / "f").read_bytes() == b"hello"
+    assert os.listdir(mnt / "d") == ["e"]
+    done = subprocess.run(as_user(NOBODY, ["sh", "-c", f"cat {mnt}/f && ls {mnt}/d"]), capture_output=True, text=True)
+    assert done.stdout == "helloe\n", done.stderr
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_noatime_keeps_the_source_atimes(tree, mount_factory, mode):
+    """-o noatime opens the daemon's files and directories with O_NOATIME (for other users' opens too), so reads
+    through the mount leave the source's atimes alone; without it they move. A passthrough file's reads are the
+    documented exception: the kernel opens the backing file with the reader's own flags."""
+    src, mnt = tree
+    (src / "f").write_bytes(b"hello")
+    (src / "d").mkdir()
+    (src / "d" / "e").touch()
+    os.chmod(src / "f", 0o644)
+
+    def atimes() -> tuple[int, int]:
+        return os.stat(src / "f").st_atime_ns, os.stat(src / "d").st_atime_ns
+
+    for options, kept in ((["allow_other"], (False, False)), (["allow_other", "noatime"], (mode == "fallback", True)),
+                          (["allow_other", "nodiratime"], (False, True))):
+        for path in (src / "f", src / "d"):
+            os.utime(path, (OLD, os.stat(path).st_mtime))
+        m = mount_factory(*options, *MODES[mode])
+        read_as_root_and_nobody(mnt)
+        m.stop()
+        assert tuple(t == OLD * 10**9 for t in atimes()) == kept, options
