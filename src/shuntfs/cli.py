@@ -53,6 +53,7 @@ class Config:
     threads: int = 2
     inode_fds: int | None = None
     user_files: int | None = None
+    export_inodes: int = 65536
     killpriv: bool = True
     io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
     queue_threads: int = 1
@@ -70,8 +71,8 @@ _IGNORED_WORDS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owne
 _IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
 #: Our options that take no value, and those that need one.
 _FLAGS = {"ro", "rw", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount", "remount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "user_files", "killpriv",
-           "io_uring", "queue_threads", "busy_poll"}
+_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "user_files", "export_inodes",
+           "killpriv", "io_uring", "queue_threads", "busy_poll"}
 
 
 def _on_off(name: str, value: str | None) -> bool:
@@ -134,6 +135,8 @@ def apply_option(config: Config, word: str) -> None:
         config.inode_fds = _int_between(name, value, 1, 1 << 30)
     elif name == "user_files":
         config.user_files = _int_between(name, value, 1, 1 << 30)
+    elif name == "export_inodes":
+        config.export_inodes = _int_between(name, value, 0, 1 << 30)
     elif name == "killpriv":
         config.killpriv = _on_off(name, value)
     elif name == "io_uring":
@@ -197,7 +200,8 @@ def parse_args(argv: list[str]) -> Config:
     parser.epilog = (
         "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
         "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, user_files=N, killpriv=on|off, io_uring=on|off, queue_threads=N, busy_poll=MICROSECONDS, "
+        "inode_fds=N, user_files=N, export_inodes=N, killpriv=on|off, io_uring=on|off, queue_threads=N, "
+        "busy_poll=MICROSECONDS, "
         "remount (with ro, rw and the mount flags below), and noexec, noatime, nosuid, nodev, and suid and dev "
         "(root only), and the like."
     )
@@ -346,7 +350,8 @@ def run(config: Config, report) -> int:
     # only its owner uses spares the refreshes of directory attributes that kernel checks need.
     ops = Mirror(config.source, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv,
                  user_files=config.user_files, posix_acl=config.allow_other or config.default_permissions,
-                 noatime=bool(atime & MS_NOATIME), nodiratime=bool(atime & MS_NODIRATIME))
+                 noatime=bool(atime & MS_NOATIME), nodiratime=bool(atime & MS_NODIRATIME),
+                 export_inodes=config.export_inodes)
     options = MountOptions(
         fsname=config.fsname or os.path.realpath(config.source),
         allow_other=config.allow_other,

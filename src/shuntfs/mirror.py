@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import errno
@@ -161,9 +162,13 @@ class InodeTable:
     Up to ``max_fds`` inodes hold an O_PATH fd; the rest are kept as file handles (``name_to_handle_at``) and
     reopened for each call that needs them, so the number of known inodes is not bounded by the fd limit. Handles
     need CAP_DAC_READ_SEARCH and a source filesystem that can export them; without either, every inode holds its fd.
+
+    Up to ``forgotten`` inodes that the kernel has forgotten stay known, as handles, under their node ids (the most
+    recently forgotten kept): the kernel's file handles of the mount name a node id, and it asks for one it has
+    forgotten (export support) when such a handle is used. A name that leads to one again gets its old node id.
     """
 
-    def __init__(self, root_fd: int, root_st: os.stat_result, max_fds: int | None = None) -> None:
+    def __init__(self, root_fd: int, root_st: os.stat_result, max_fds: int | None = None, forgotten: int = 0) -> None:
         self._lock = threading.Lock()
         root = Inode(ROOT_INODE, root_fd, _key(root_st), 1)
         self.root = root
@@ -175,6 +180,9 @@ class InodeTable:
         self.pinned = 1
         self.max_fds = _default_max_fds() if max_fds is None else max_fds
         self.handles_usable = self._probe_handles(root_fd)
+        self.forgotten_max = forgotten if self.handles_usable else 0
+        #: forgotten inodes by node id, the one forgotten longest ago first
+        self._forgotten: collections.OrderedDict[int, Inode] = collections.OrderedDict()
 
     def _probe_handles(self, root_fd: int) -> bool:
         mount_fd = -1
@@ -191,7 +199,12 @@ class InodeTable:
         return True
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        """How many inodes the kernel knows."""
+        return len(self._by_id) - len(self._forgotten)
+
+    @property
+    def forgotten(self) -> int:
+        return len(self._forgotten)
 
     def borrow(self, nodeid: int) -> Inode | _LentFd:
         """``with table.borrow(nodeid) as fd``: the inode's O_PATH fd for the length of one call."""
@@ -203,27 +216,37 @@ class InodeTable:
         # ESTALE if the inode was deleted behind our back; the request loop answers it as that errno
         return _LentFd(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
 
-    def remember(self, fd: int, st: os.stat_result, parent: int = 0) -> Inode:
-        """Count one lookup of the inode ``fd`` refers to, found in directory ``parent``; the table takes ``fd``
-        (closing it if already known)."""
+    def remember(self, fd: int, st: os.stat_result, parent: int | None = 0) -> Inode:
+        """Count one lookup of the inode ``fd`` refers to, found in directory ``parent`` (None: the way to it is
+        not known, and a record of it stays); the table takes ``fd`` (closing it if already known)."""
         key = _key(st)
         with self._lock:
             inode = self._by_key.get(key)
             if inode is not None and (inode.fd >= 0 or self._handle_alive(inode)):
+                if not inode.nlookup:  # forgotten by the kernel; it knows the node id again
+                    del self._forgotten[inode.nodeid]
+                    if self.pinned < self.max_fds:
+                        inode.fd, fd = fd, -1
+                        self.pinned += 1
                 inode.nlookup += 1
-                inode.parent = parent
+                if parent is not None:
+                    inode.parent = parent
             else:
                 # A new inode; or one kept as a handle (which, unlike an fd, does not keep a deleted inode from being
                 # freed) whose number the source gave to a new file while the kernel still knows the old node id
-                # (its FORGET on the way). The new file gets a node id of its own: the old one answers ESTALE.
-                inode = Inode(self._next, fd, key, 1, parent)
+                # (its FORGET on the way), or has forgotten it. The new file gets a node id of its own: the old one
+                # answers ESTALE.
+                if inode is not None and not inode.nlookup:
+                    self._drop(inode)
+                inode = Inode(self._next, fd, key, 1, parent or 0)
                 self._next += 1
                 self._by_id[inode.nodeid] = inode
                 self._by_key[key] = inode
                 if self.pinned < self.max_fds or not self.handles_usable or not self._to_handle(inode):
                     self.pinned += 1
                 return inode
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         return inode
 
     def _handle_alive(self, inode: Inode) -> bool:
@@ -277,18 +300,54 @@ class InodeTable:
     def forget(self, nodeid: int, nlookup: int) -> None:
         with self._lock:
             inode = self._by_id.get(nodeid)
-            if inode is None or nodeid == ROOT_INODE:
+            if inode is None or nodeid == ROOT_INODE or inode.nlookup <= 0:
                 return
             inode.nlookup -= nlookup
             if inode.nlookup > 0:
                 return
-            del self._by_id[nodeid]
-            if self._by_key.get(inode.key) is inode:
-                del self._by_key[inode.key]
-            if inode.fd < 0:
+            inode.nlookup = 0
+            pinned = inode.fd >= 0
+            if self.forgotten_max and self._by_key.get(inode.key) is inode and (not pinned or self._to_handle(inode)):
+                self.pinned -= pinned
+                self._forgotten[nodeid] = inode
+                if len(self._forgotten) > self.forgotten_max:
+                    self._drop(self._forgotten.popitem(last=False)[1])
+                return
+            self._drop(inode)
+            if not pinned:
                 return
             self.pinned -= 1
         os.close(inode.fd)
+
+    def _drop(self, inode: Inode) -> None:
+        """Let an inode go (under the lock; its fd, if any, is the caller's to close)."""
+        del self._by_id[inode.nodeid]
+        self._forgotten.pop(inode.nodeid, None)
+        if self._by_key.get(inode.key) is inode:
+            del self._by_key[inode.key]
+
+    def inside(self, fd: int) -> bool:
+        """Whether the directory ``fd`` lies below the root: a directory moved out of the source behind the mount
+        is no longer the mount's, though a handle still finds it."""
+        root_key = self.root.key
+        key = _key(os.fstat(fd))
+        up = -1
+        try:
+            for _ in range(4096):
+                if key == root_key:
+                    return True
+                above = os.open("..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=fd if up < 0 else up)
+                if up >= 0:
+                    os.close(up)
+                up = above
+                above_key = _key(os.fstat(up))
+                if above_key == key:
+                    return False  # the top of the tree
+                key = above_key
+            return False
+        finally:
+            if up >= 0:
+                os.close(up)
 
     def close(self) -> None:
         with self._lock:
@@ -298,6 +357,7 @@ class InodeTable:
             for fd in self._mount_fds.values():
                 os.close(fd)
             self._mount_fds.clear()
+            self._forgotten.clear()
             self._by_id = {ROOT_INODE: self.root}
             self._by_key = {self.root.key: self.root}
             self.pinned = 1
@@ -443,7 +503,9 @@ class Mirror(Operations):
     everyone else's keep working. ``noatime`` (files and directories) and ``nodiratime`` (directories) open with
     O_NOATIME where the source lets the caller (its own files; root's opens always), so reads through the mount
     leave the source's access times alone; the kernel's passthrough opens the backing file with the reader's own
-    flags, and there it cannot."""
+    flags, and there it cannot. ``export_inodes`` bounds the inodes the kernel has forgotten whose node ids stay
+    valid for its file handles (NFS export, ``open_by_handle_at``); 0 turns export support off, as does a daemon
+    without CAP_DAC_READ_SEARCH."""
 
     # Creations run as the caller apply its umask where the source would (not under a default ACL).
     applies_umask = True
@@ -460,6 +522,7 @@ class Mirror(Operations):
         posix_acl: bool = True,
         noatime: bool = False,
         nodiratime: bool = False,
+        export_inodes: int = 65536,
     ) -> None:
         # Every open answers with a passthrough_fd and setattr honours kill_suidgid, so HANDLE_KILLPRIV_V2 may be
         # asked for (-o killpriv=off declines it).
@@ -474,7 +537,11 @@ class Mirror(Operations):
         self.timeout, self.negative_timeout = CACHE_MODES[cache]
         self.as_caller = as_caller and credentials.AVAILABLE
         root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds)
+        self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds, export_inodes)
+        # File handles of the mount outlive the kernel's inode cache where the forgotten inodes can be kept.
+        self.export_support = self.inodes.forgotten_max > 0
+        # Node ids start again with every daemon: a handle of an earlier one must not name a file of this one.
+        self.generation = int.from_bytes(os.urandom(4), "little") or 1
         self._dirs: dict[int, _DirHandle] = {}
         self._lock = threading.Lock()  # guards the records of open files and what users hold
         #: one fd per inode and access mode, shared by all its opens; and each open file by its fh
@@ -489,7 +556,10 @@ class Mirror(Operations):
     # ---- helpers
     def _attrs(self, nodeid: int, st: os.stat_result) -> EntryAttributes:
         t = self.timeout
-        return EntryAttributes.from_stat(nodeid, st, t, t)
+        attrs = EntryAttributes.from_stat(nodeid, st, t, t)
+        if nodeid != ROOT_INODE:  # the kernel wants generation 0 for the root
+            attrs.generation = self.generation
+        return attrs
 
     def _caller(
         self, ctx: RequestContext, below: int = 0, capabilities: bool = False
@@ -534,7 +604,7 @@ class Mirror(Operations):
             raise FUSEError(errno.EBADF)
         return record.fd
 
-    def _remember(self, fd: int, parent: int) -> EntryAttributes:
+    def _remember(self, fd: int, parent: int | None) -> EntryAttributes:
         try:
             st = os.fstat(fd)
         except BaseException:
@@ -549,8 +619,8 @@ class Mirror(Operations):
 
     # ---- names and attributes
     def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
-        if name == b"..":
-            raise FUSEError(errno.EINVAL)  # only sent with export support, which we do not offer
+        if name == b"." or name == b"..":
+            return self._lookup_by_handle(parent, name == b"..")
         try:
             with self.inodes.borrow(parent) as pfd:
                 with self._caller(ctx):  # the source checks the caller's search permission on the directory
@@ -560,6 +630,28 @@ class Mirror(Operations):
             if self.negative_timeout:
                 return EntryAttributes(st_ino=0, entry_timeout=self.negative_timeout, attr_timeout=0)
             raise
+
+    def _lookup_by_handle(self, nodeid: int, parent: bool) -> EntryAttributes:
+        """LOOKUP of "." or ".." (export support only): the kernel is resolving a file handle of ``nodeid`` or its
+        parent directory, which it has forgotten. As natively, no search permission is checked on the way; a
+        deleted file, or a directory no longer below the source, is ESTALE."""
+        with self.inodes.borrow(nodeid) as fd:  # ESTALE for a node id not known, or whose file is gone
+            if parent and nodeid != ROOT_INODE:
+                found = os.open("..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=fd)
+            else:
+                found = os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC)
+        try:
+            st = os.fstat(found)
+            if not st.st_nlink or (stat.S_ISDIR(st.st_mode) and not self.inodes.inside(found)):
+                raise FUSEError(errno.ESTALE)
+        except BaseException:
+            os.close(found)
+            raise
+        attrs = self._remember(found, None)
+        if not parent and attrs.st_ino != nodeid:  # the file is known under another node id: not this handle's
+            self.inodes.forget(attrs.st_ino, 1)
+            raise FUSEError(errno.ESTALE)
+        return attrs
 
     def forget(self, inodes: Sequence[tuple[int, int]]) -> None:
         forget = self.inodes.forget
@@ -899,9 +991,9 @@ class Mirror(Operations):
 
     def stats(self) -> dict:
         return {"type": "mirror", "source": self.source, "cache": self.cache, "inodes": len(self.inodes),
-                "inode_fds": self.inodes.pinned, "open_dirs": len(self._dirs), "open_files": len(self._opens),
-                "file_fds": len(self._shares), "user_files": self.user_files,
-                "held_by_users": {str(uid): n for uid, n in list(self._held.items())}}
+                "inode_fds": self.inodes.pinned, "forgotten_inodes": self.inodes.forgotten,
+                "open_dirs": len(self._dirs), "open_files": len(self._opens), "file_fds": len(self._shares),
+                "user_files": self.user_files, "held_by_users": {str(uid): n for uid, n in list(self._held.items())}}
 
     def destroy(self) -> None:
         for handle in list(self._dirs.values()):

@@ -270,6 +270,12 @@ class Operations:
     #: mode unmasked, so that default ACLs work.
     applies_umask: bool = False
 
+    #: True if :meth:`lookup` answers the name ``"."`` (the inode ``parent`` itself) and ``".."`` (its parent
+    #: directory) for any node id it has ever given, forgotten or not, with the same ``generation`` for the same
+    #: file, and ESTALE once the file is gone. The session negotiates FUSE_EXPORT_SUPPORT: the kernel's file handles
+    #: of the mount (``open_by_handle_at``, NFS export) then keep working after it has forgotten their inodes.
+    export_support: bool = False
+
     def init(self) -> None:
         """Called once INIT is negotiated, before any other request."""
 

@@ -114,6 +114,8 @@ class Session:
             want |= InitFlag.POSIX_ACL
         if ops.applies_umask:
             want |= InitFlag.DONT_MASK
+        if ops.export_support:
+            want |= InitFlag.EXPORT_SUPPORT
         self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
         self.fd = -1
         self.dev = 0

@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 import stat
+import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +20,10 @@ _libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
 _libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
 _libc.linkat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+_libc.name_to_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
+                                    ctypes.c_int]
+_libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+_HANDLE_HEAD = struct.Struct("Ii")  # struct file_handle: handle_bytes, handle_type
 
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
@@ -51,6 +56,23 @@ def renameat2(old: str, new: str, flags: int) -> None:
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     _check(_libc.fallocate(fd, mode, offset, length))
+
+
+def name_to_handle(path: str) -> bytes:
+    """name_to_handle_at(AT_FDCWD, path): the file handle (struct file_handle, whole) of what ``path`` names."""
+    buf = ctypes.create_string_buffer(_HANDLE_HEAD.pack(128, 0), _HANDLE_HEAD.size + 128)
+    mount_id = ctypes.c_int()
+    _check(_libc.name_to_handle_at(AT_FDCWD, os.fsencode(path), buf, ctypes.byref(mount_id), 0))
+    return buf.raw[: _HANDLE_HEAD.size + _HANDLE_HEAD.unpack_from(buf.raw)[0]]
+
+
+def open_by_handle(mount: str, handle: bytes, flags: int) -> int:
+    """open_by_handle_at with a directory fd of ``mount`` (needs CAP_DAC_READ_SEARCH)."""
+    mount_fd = os.open(mount, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return _check(_libc.open_by_handle_at(mount_fd, handle, flags))
+    finally:
+        os.close(mount_fd)
 
 
 def link_fd(fd: int, new: str) -> None:

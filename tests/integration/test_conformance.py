@@ -100,6 +100,7 @@ class Conformance(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.fds: list[tuple[int, int]] = []
+        self.handles: list[tuple[bytes, bytes]] = []
 
     @initialize()
     def fresh_trees(self) -> None:
@@ -326,6 +327,38 @@ class Conformance(RuleBasedStateMachine):
             finally:
                 os.close(fd)
         self.both(run)
+
+    # ---- file handles, resolved while the kernel knows the inode and after it has forgotten it
+    @rule(p=paths)
+    def name_to_handle(self, p):
+        with px.identity(self.uid, self.gid):
+            a = px.outcome(lambda: px.name_to_handle(os.path.join(self.native, p)))
+            b = px.outcome(lambda: px.name_to_handle(os.path.join(self.mirror, p)))
+        assert a[0] == b[0] and (a[0] == "ok" or a == b), f"native {a} != mirror {b}"
+        if a[0] == "ok":
+            self.handles.append((a[1], b[1]))
+
+    @precondition(lambda self: self.handles)
+    @rule(i=st.integers(0, 7), forget=st.booleans())
+    def open_by_handle(self, i, forget):
+        if forget:  # the kernel drops the inodes nobody uses: the mirror is asked for them by node id
+            Path("/proc/sys/vm/drop_caches").write_text("2\n")
+        pair = self.handles[i % len(self.handles)]
+
+        def run(root, handle):
+            fd = px.open_by_handle(str(root), handle, os.O_PATH)
+            try:
+                st = os.fstat(fd)
+                # a directory is reconnected to its place in the tree, through LOOKUPs of ".."
+                where = os.path.relpath(os.readlink(f"/proc/self/fd/{fd}"), root) if stat.S_ISDIR(st.st_mode) else ""
+                return px.shape(st), where
+            finally:
+                os.close(fd)
+
+        with px.identity(self.uid, self.gid):
+            a = px.outcome(lambda: run(self.native, pair[0]))
+            b = px.outcome(lambda: run(self.mirror, pair[1]))
+        assert a == b, f"native {a} != mirror {b}"
 
     # ---- the trees agree after every step
     @invariant()

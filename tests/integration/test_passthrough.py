@@ -6,6 +6,7 @@ import mmap
 import os
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -190,6 +191,31 @@ def test_size_and_mtime_stay_coherent_after_passthrough_writes(mount_factory):
             assert os.fstat(f.fileno()).st_size == os.stat(m.source / "grow").st_size
     st, ref = os.stat(path), os.stat(m.source / "grow")
     assert (st.st_size, st.st_mtime_ns) == (ref.st_size, ref.st_mtime_ns) == (10000, ref.st_mtime_ns)
+
+
+@pytest.mark.parametrize("cache", ["auto", "none"])
+def test_mtime_after_a_write_through_a_shared_mapping(mount_factory, cache):
+    """The documented limit: a write through a mapping of a passthrough file reaches the backing file without a
+    word to the daemon, so the mount shows the new mtime once its cached attributes expire; cache=none at once."""
+    m = mount_factory(f"cache={cache}")
+    path = m.mnt / "mapped"
+    path.write_bytes(bytes(8192))
+    fd = os.open(path, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 8192) as mapping:
+            mapping[0:4] = b"page"
+            mapping.flush()
+            os.stat(path)  # attributes cached now
+            time.sleep(0.05)
+            mapping[4096:4100] = b"next"  # a first write to the second page: the source's mtime moves
+            mapping.flush()
+            source = os.stat(m.source / "mapped").st_mtime_ns
+            shown = os.stat(path).st_mtime_ns
+            assert (shown == source) is (cache == "none")
+            assert wait_for(lambda: os.stat(path).st_mtime_ns == source, 3)
+    finally:
+        os.close(fd)
+    assert m.requests().get("WRITE", 0) == 0
 
 
 def test_readahead_still_works_on_passthrough_files(mount_factory):

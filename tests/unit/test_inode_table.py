@@ -114,3 +114,60 @@ def test_a_reused_inode_number_gets_a_node_id_of_its_own(tree):
     assert f2.fd == -1 and _remember(table, tree / "f2").nodeid == f2.nodeid
     table.close()
     os.close(root_fd)
+
+
+def test_forgotten_inodes_stay_known_as_handles_up_to_a_bound(tree):
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    baseline = _open_fds()
+    table = InodeTable(root_fd, os.fstat(root_fd), max_fds=100, forgotten=3)
+    inodes = [_remember(table, tree / f"f{i}") for i in range(5)]
+    for inode in inodes:
+        table.forget(inode.nodeid, 1)
+    assert (len(table), table.forgotten, table.pinned) == (1, 3, 1)
+    assert _open_fds() == baseline + 1  # no fds held for them; the mount's directory fd for open_by_handle_at
+    # the two forgotten longest ago are gone; the others still resolve under their node ids
+    for inode in inodes[:2]:
+        with pytest.raises(FUSEError):
+            table.borrow(inode.nodeid)
+    for i, inode in enumerate(inodes[2:], 2):
+        with table.borrow(inode.nodeid) as fd:
+            assert os.fstat(fd).st_size == i
+    # a name that leads to one again gives its old node id back, with an fd again
+    again = _remember(table, tree / "f3")
+    assert again.nodeid == inodes[3].nodeid and again.nlookup == 1 and again.fd >= 0
+    assert (len(table), table.forgotten, table.pinned) == (2, 2, 2)
+    table.forget(inodes[3].nodeid, 1)
+    table.forget(inodes[3].nodeid, 1)  # a second FORGET of a forgotten inode changes nothing
+    assert (len(table), table.forgotten, table.pinned) == (1, 3, 1)
+    table.close()
+    assert _open_fds() == baseline  # the mount's directory fd closed too
+
+
+def test_a_forgotten_inode_whose_file_is_gone_is_not_revived(tree):
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    table = InodeTable(root_fd, os.fstat(root_fd), forgotten=10)
+    old = _remember(table, tree / "f1")
+    table.forget(old.nodeid, 1)
+    os.unlink(tree / "f1")
+    with pytest.raises(OSError) as caught:
+        table.borrow(old.nodeid)
+    assert caught.value.errno == errno.ESTALE
+    (tree / "f1").write_bytes(b"new")  # may take the old inode number
+    new = _remember(table, tree / "f1")
+    assert new.nodeid != old.nodeid
+    assert table.forgotten == 0
+    table.close()
+
+
+def test_inside_tells_directories_below_the_root(tree, tmp_path_factory):
+    root_fd = os.open(tree / "d", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    table = InodeTable(root_fd, os.fstat(root_fd))
+    (tree / "d" / "a" / "b").mkdir(parents=True)
+    below = os.open(tree / "d" / "a" / "b", os.O_PATH | os.O_DIRECTORY)
+    beside = os.open(tree, os.O_PATH | os.O_DIRECTORY)
+    try:
+        assert table.inside(below) and table.inside(root_fd) and not table.inside(beside)
+    finally:
+        os.close(below)
+        os.close(beside)
+        table.close()
