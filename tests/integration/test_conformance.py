@@ -38,13 +38,15 @@ TEAM_GID = 4242
 
 DIRS = ["", "d", "d/e", "rootdir", "sticky", "sgid", "grp"]
 NAMES = ["a", "b", "L" * 255]
-MODES = [0o644, 0o600, 0o755, 0o000, 0o4755, 0o2755, 0o6777, 0o2745, 0o1777, 0o777, 0o444]
+MODES = [0o644, 0o600, 0o755, 0o000, 0o4755, 0o2755, 0o6777, 0o2745, 0o1777, 0o777, 0o444, 0o711]
 ACCMODES = [os.O_RDONLY, os.O_WRONLY, os.O_RDWR]
 EXTRA_FLAGS = [os.O_CREAT, os.O_EXCL, os.O_TRUNC, os.O_APPEND, os.O_NOFOLLOW, os.O_DIRECTORY]
 LINK_TARGETS = ["a", "../a", "d", "e/a", "nowhere", "loop"]
 XATTRS = ["user.a", "user.b", "trusted.t"]
 ACL_ENTRIES = ["u:nobody:---", "u:nobody:rwx", "u:nobody:r-x", "g:nogroup:---", "g:nogroup:rwx", "u:1000:rw-",
-               "m::r-x"]
+               "m::r-x",
+               # default ACLs: they, not the umask, decide the modes and entries of what is created below
+               "d:u::rwx,d:g::rwx,d:o::rwx", "d:u:nobody:rw-", "d:g::r-x,d:o::---"]
 
 # Mostly names that collide, so that EEXIST, ENOTEMPTY, renames over files and hard links come up often; then the
 # corner cases: the longest legal name, one byte too long, paths through a file or a symlink loop, and "..".
@@ -62,6 +64,8 @@ def populate(root: Path) -> None:
     root.chmod(0o755)
     (root / "rootdir").mkdir()
     (root / "rootdir" / "a").write_bytes(b"root's")
+    (root / "rootdir" / "b").write_bytes(b"\x7fnot a program")  # execute-only: others may run it, not read it
+    (root / "rootdir" / "b").chmod(0o711)
     (root / "sticky").mkdir()
     (root / "sticky").chmod(0o1777)
     (root / "sticky" / "a").write_bytes(b"root's, writable")
@@ -234,12 +238,19 @@ class Conformance(RuleBasedStateMachine):
 
     @rule(p=paths, entry=st.sampled_from(ACL_ENTRIES), remove=st.booleans())
     def setfacl(self, p, entry, remove):
-        # Named-user and -group entries: the source's to enforce, for every operation that follows.
+        # Named-user and -group entries: the source's to enforce, for every operation that follows; default entries
+        # (an error on a file): the source's to apply to what is created below.
         def run(r):
             args = ["-b"] if remove else ["-m", entry]
             done = subprocess.run(["setfacl", *args, os.path.join(r, p)], capture_output=True)
             return done.returncode
         self.both(run)
+
+    @rule(p=paths)
+    def execute(self, p):
+        """execve needs execute permission only (an execute-only file runs for others); the files hold no program,
+        so a permitted exec fails with ENOEXEC, a forbidden one with EACCES, a file open for writing ETXTBSY."""
+        self.both(lambda r: subprocess.run([os.path.join(r, p)], capture_output=True, timeout=10).returncode)
 
     @rule(p=paths, mode=st.sampled_from([os.R_OK, os.W_OK, os.X_OK, os.F_OK, os.R_OK | os.W_OK]))
     def access(self, p, mode):

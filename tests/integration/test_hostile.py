@@ -102,14 +102,24 @@ def test_symlinks_and_rename_races_never_resolve_outside_source(mount_factory, w
     assert sorted(os.listdir(mnt / "root")) == sorted(os.listdir("/"))
 
 
-def test_dotdot_lookup_is_refused_by_the_mirror(workdir):
-    """The kernel sends LOOKUP ".." only with export support, which we do not offer; the mirror refuses it so that
-    no request can name SOURCE's parent."""
-    m = Mirror(str(workdir))
+def test_dotdot_lookup_never_leaves_the_source(workdir):
+    """The kernel sends LOOKUP ".." with export support (to reconnect a directory found by a file handle): the root's
+    ".." is the root itself, never SOURCE's parent, and a directory moved out of SOURCE has none (ESTALE)."""
+    source = workdir / "src"
+    (source / "d").mkdir(parents=True)
+    m = Mirror(str(source))
+    ctx = RequestContext(0, 0, 0, 0)
     try:
-        with pytest.raises(FUSEError) as e:
-            m.lookup(ROOT_INODE, b"..", RequestContext(0, 0, 0, 0))
-        assert e.value.errno == errno.EINVAL
+        assert m.lookup(ROOT_INODE, b"..", ctx).shown_ino == os.stat(source).st_ino
+        d = m.lookup(ROOT_INODE, b"d", ctx)
+        assert m.lookup(d.st_ino, b"..", ctx).st_ino == ROOT_INODE
+        (source / "d" / "e").mkdir()
+        e = m.lookup(d.st_ino, b"e", ctx)
+        os.rename(source / "d", workdir / "out")
+        for nodeid in (d.st_ino, e.st_ino):
+            with pytest.raises(FUSEError) as caught:
+                m.lookup(nodeid, b"..", ctx)
+            assert caught.value.errno == errno.ESTALE
     finally:
         m.destroy()
 
