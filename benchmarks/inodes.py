@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from shuntfs.ctl import query
+from shuntfs.control_client import query
 
 from .targets import BenchmarkError, Target, rss_bytes
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shuntfs.ctl import query
+from shuntfs.control_client import query
 from shuntfs.mount import find_mount
 
 from .steady import steady_memory

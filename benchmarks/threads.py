@@ -22,7 +22,7 @@ import time
 from multiprocessing import Process, Queue
 from pathlib import Path
 
-from shuntfs.rings import BUSY_POLL_US
+from shuntfs.uring_queues import BUSY_POLL_US
 
 from .targets import BenchmarkError, Target, wait_mounted
 

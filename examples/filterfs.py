@@ -57,9 +57,9 @@ def main() -> int:
         print(__doc__.strip().splitlines()[3].strip(), file=sys.stderr)
         return 2
     source, mountpoint, patterns = sys.argv[1], sys.argv[2], sys.argv[3:] or [".git", "*.key", "*.pem"]
-    session = Session(FilteredView(source, patterns), mountpoint, passthrough=os.geteuid() == 0)
+    session = Session(FilteredView(source, patterns), mountpoint)  # passthrough where this daemon may use it
     session.serve()
-    json.dump({"passthrough": session.registry.enabled, "requests": session.request_counts()}, sys.stdout)
+    json.dump({"passthrough": session.passthrough, "requests": session.request_counts()}, sys.stdout)
     print()
     return 0
 

@@ -94,9 +94,9 @@ def main() -> int:
         handle, backing = tempfile.mkstemp(prefix="hellofs-")
         os.write(handle, os.urandom(1 << 20))
         os.close(handle)
-    session = Session(HelloFS(backing), mountpoint, passthrough=os.geteuid() == 0)
+    session = Session(HelloFS(backing), mountpoint)  # passthrough where this daemon may use it
     session.serve()  # returns once unmounted (SIGINT/SIGTERM unmount)
-    json.dump({"passthrough": session.registry.enabled, "requests": session.request_counts()}, sys.stdout)
+    json.dump({"passthrough": session.passthrough, "requests": session.request_counts()}, sys.stdout)
     print()
     return 0
 

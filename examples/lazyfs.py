@@ -109,9 +109,9 @@ def main() -> int:
     url, mountpoint, cache_dir = sys.argv[1:]
     os.makedirs(cache_dir, exist_ok=True)
     fs = LazyFetch(url, cache_dir)
-    session = Session(fs, mountpoint, passthrough=os.geteuid() == 0)
+    session = Session(fs, mountpoint)  # passthrough where this daemon may use it
     session.serve()
-    json.dump({"passthrough": session.registry.enabled, "requests": session.request_counts(),
+    json.dump({"passthrough": session.passthrough, "requests": session.request_counts(),
                "fetched": fs.fetches}, sys.stdout)
     print()
     return 0

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from shuntfs.ctl import query
+from shuntfs.control_client import query
 from shuntfs.mount import find_mount
 
 SHUNTFS = [sys.executable, "-m", "shuntfs.cli"]
@@ -121,7 +121,7 @@ def user_python(base: Path) -> list[str]:
 
 def ctl_as(user: str, base: Path, mountpoint: Path) -> subprocess.CompletedProcess:
     cmd = user_python(base)
-    cmd[-1] = "shuntfs.ctl"
+    cmd[-1] = "shuntfs.control_client"
     return subprocess.run(as_user(user, cmd + ["stats", str(mountpoint)]), capture_output=True, text=True)
 
 

@@ -15,6 +15,7 @@ from .operations import (
     SetattrFields,
     StatvfsData,
     WouldBlock,
+    dtype_of,
 )
 from .session import Session
 
@@ -34,4 +35,5 @@ __all__ = [
     "Session",
     "SetattrFields",
     "StatvfsData",
+    "dtype_of",
 ]

@@ -6,6 +6,7 @@ Every value here is defined once; the rest of the package imports it from this m
 from __future__ import annotations
 
 import enum
+import mmap
 import struct
 
 KERNEL_MAJOR = 7
@@ -15,6 +16,8 @@ KERNEL_MINOR = 45
 OLDEST_MINOR = 31
 
 ROOT_ID = 1
+#: The page size: the kernel counts max_pages in it, and buffers it maps are aligned to it.
+PAGE_SIZE = mmap.PAGESIZE
 INT_REQ_BIT = 1
 UNIQUE_RESEND = 1 << 63
 MIN_READ_BUFFER = 8192
@@ -133,8 +136,8 @@ def init_flag_names(flags: int) -> list[str]:
     return [f.name for f in InitFlag if f.name and flags & f.value]
 
 
-# OpenFlag and SetattrValid are tested and combined on every OPEN and SETATTR: they are plain int constants, since an
-# IntFlag operation builds a new member (0.6 us each, a quarter of a SETATTR's time in the dispatcher).
+# OpenFlag and SetattrValid are tested and combined on every OPEN and SETATTR: plain int constants, since an IntFlag
+# operation builds a new member each time (docs/internals.md).
 class OpenFlag:
     """FOPEN_* bits of open_out.open_flags."""
 
@@ -204,10 +207,12 @@ URING_OP_IN_MAX = 128
 #: ring_ent_in_out.payload_sz: how many bytes of the payload buffer the message uses, both ways.
 URING_PAYLOAD_SZ = 256 + 16
 URING_CMD_REQ = struct.Struct("<QQH6x")  # flags commit_id qid
+U32 = struct.Struct("<I")  # in_header.len, ring_ent_in_out.payload_sz
 URING_MIN_PAYLOAD = 8192
 
 # ---- struct layouts (little-endian host order on every platform Linux FUSE runs on that we support)
 IN_HEADER = struct.Struct("<IIQQIIIHH")  # len opcode unique nodeid uid gid pid total_extlen pad
+IN_HEADER_START = struct.Struct("<IIQ")  # len opcode unique
 OUT_HEADER = struct.Struct("<IiQ")  # len error unique
 # ino size blocks atime mtime ctime atimensec mtimensec ctimensec mode nlink uid gid rdev blksize flags
 _ATTR = "QQQQQQIIIIIIIIII"
@@ -215,6 +220,8 @@ ATTR = struct.Struct("<" + _ATTR)
 ENTRY_OUT = struct.Struct("<QQQQII" + _ATTR)  # nodeid generation entry_valid attr_valid entry_nsec attr_nsec attr
 ATTR_OUT = struct.Struct("<QII" + _ATTR)  # attr_valid attr_valid_nsec dummy attr
 INIT_IN = struct.Struct("<IIIII")  # major minor max_readahead flags flags2 (+ unused[11])
+INIT_IN_SHORT = struct.Struct("<IIII")  # before 7.36: major minor max_readahead flags
+INIT_OUT_MAJOR_ONLY = struct.Struct("<II")  # major minor: the reply to a kernel of another major
 INIT_OUT = struct.Struct("<IIIIHHIIHHIIH22x")
 OPEN_IN = struct.Struct("<II")
 OPEN_OUT = struct.Struct("<QIi")  # fh open_flags backing_id
@@ -264,6 +271,7 @@ NOTIFY_DELETE = struct.Struct("<QQI4x")
 NOTIFY_STORE = struct.Struct("<QQI4x")
 BACKING_MAP = struct.Struct("<iIQ")  # fd flags padding
 BACKING_ID = struct.Struct("<I")
+CLONE_FD = struct.Struct("<I")  # FUSE_DEV_IOC_CLONE's argument: the session's /dev/fuse fd
 
 # statx mask bits (linux/stat.h)
 STATX_TYPE = 0x1

@@ -1,4 +1,9 @@
-"""The backing-file registry: which inodes the kernel serves from a backing file, under which id.
+"""Passthrough: whether a session may use it (the policy), and which inodes the kernel serves from which backing
+file (the registry).
+
+The policy is decided once, here: passthrough needs CAP_SYS_ADMIN (BACKING_OPEN checks it), the kernel's offer at
+INIT, and a stacking depth that covers the backing files' filesystem. Whether it is on, and why not, is written
+only by this module.
 
 The kernel allows one io mode per inode while any of its files is open: all passthrough with the same backing id,
 or all cached. So the registry keeps, per inode, one backing id (or none, for a cached inode) and the number of
@@ -7,20 +12,70 @@ open files using it; the id is registered on the first open and closed on the la
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import fcntl
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Literal, Union
 
 from . import abi
+from .libc import libc
 
 log = logging.getLogger("shuntfs.backing")
 
 #: Errors of BACKING_OPEN that mean "passthrough cannot work on this connection at all".
 _CONNECTION_WIDE = {errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP, errno.ENOSYS}
+
+
+#: What a session is asked: "auto" (on where this daemon may use it), True (the same, said firmly), False (off).
+Asked = Union[bool, Literal["auto"]]
+
+
+def has_cap_sys_admin() -> bool:
+    """Whether this process holds CAP_SYS_ADMIN, which FUSE_DEV_IOC_BACKING_OPEN requires."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) & (1 << 21))
+    except OSError:
+        pass
+    return os.geteuid() == 0
+
+
+def fs_magic(path: str) -> int:
+    """statfs's f_type of the filesystem holding ``path`` (0 if unknown)."""
+    buf = ctypes.create_string_buffer(256)  # struct statfs, f_type first
+    if libc.statfs(os.fsencode(path), buf) != 0:
+        return 0
+    return int.from_bytes(buf.raw[:8], sys.byteorder)
+
+
+@dataclass
+class Policy:
+    """What a session asks for at INIT: passthrough or not (and why not), and the stacking depth."""
+
+    wanted: bool
+    max_stack_depth: int
+    reason: str | None = None
+
+
+def policy(asked: Asked = "auto", backing_source: str | None = None, max_stack_depth: int | None = None) -> Policy:
+    """Decide passthrough for a session: off when not asked or when this daemon lacks CAP_SYS_ADMIN. The depth
+    is ``max_stack_depth``, else 2 when ``backing_source`` (the directory the backing files come from) is on a
+    stacked filesystem (overlayfs, FUSE, ecryptfs: the kernel needs it to back files there), else 1."""
+    depth = max_stack_depth
+    if depth is None:
+        depth = 2 if backing_source and fs_magic(backing_source) in abi.STACKED_FS_MAGIC else 1
+    if not asked:
+        return Policy(False, depth, "passthrough was not requested")
+    if not has_cap_sys_admin():
+        return Policy(False, depth, "the daemon lacks CAP_SYS_ADMIN (passthrough needs root)")
+    return Policy(True, depth)
 
 
 @dataclass
@@ -32,15 +87,30 @@ class BackingFile:
 class BackingRegistry:
     """Per-inode backing ids for one FUSE connection (``devfd``)."""
 
-    def __init__(self, devfd: int, enabled: bool) -> None:
+    def __init__(
+        self, devfd: int, enabled: bool = False, reason: str | None = None, ioctl: Callable[..., Any] = fcntl.ioctl
+    ) -> None:
         self._devfd = devfd
+        self._ioctl = ioctl  # the /dev/fuse ioctls go through this (tests give a fake)
+        #: passthrough is on for this connection; else ``disabled_reason`` says why not
         self.enabled = enabled
-        self.disabled_reason: str | None = None if enabled else "passthrough not negotiated"
+        self.disabled_reason: str | None = None if enabled else reason or "INIT has not settled it yet"
         self._files: dict[int, BackingFile] = {}
         self._lock = threading.Lock()
         self._logged: set[int] = set()
         #: count of opens that asked for passthrough and got the fallback
         self.fallback_opens = 0
+
+    def negotiated(self, offered: bool, granted: bool) -> None:
+        """INIT settled: passthrough is on if we asked for it (``granted``: asked and offered); else say why not,
+        unless the policy already did."""
+        self.enabled = granted
+        if granted:
+            self.disabled_reason = None
+        elif not offered:
+            self.disabled_reason = "the kernel did not offer passthrough"
+        elif self.disabled_reason is None or self.disabled_reason.startswith("INIT"):
+            self.disabled_reason = "passthrough was not requested"
 
     def acquire(self, nodeid: int, fd: int | None) -> int:
         """Count one open of ``nodeid``; return its backing id, or 0 for a cached (userspace I/O) open.
@@ -95,7 +165,7 @@ class BackingRegistry:
         # A mutable buffer with mutate_flag=True makes fcntl.ioctl return the syscall's result: the backing id.
         buf = bytearray(abi.BACKING_MAP.pack(fd, 0, 0))
         try:
-            return fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_OPEN, buf, True)
+            return self._ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_OPEN, buf, True)
         except OSError as e:
             self._refused(e)
             return 0
@@ -113,7 +183,7 @@ class BackingRegistry:
 
     def _close(self, backing_id: int) -> None:
         try:
-            fcntl.ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_CLOSE, abi.BACKING_ID.pack(backing_id))
+            self._ioctl(self._devfd, abi.FUSE_DEV_IOC_BACKING_CLOSE, abi.BACKING_ID.pack(backing_id))
         except OSError as e:
             log.warning("BACKING_CLOSE %d: %s", backing_id, e)
 

@@ -29,8 +29,6 @@ THREADS = 32
 #: INTERRUPTs remembered for requests not (yet) running here; most are for requests that already replied.
 _REMEMBERED = 256
 _RESIGNAL_S = 0.05
-#: What the session answers a transport for a request that is to run again on a helper thread.
-DEFERRED = object()
 
 
 def install_signal() -> bool:

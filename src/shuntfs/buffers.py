@@ -11,7 +11,7 @@ import mmap
 
 from . import abi
 
-PAGE_SIZE = mmap.PAGESIZE
+PAGE_SIZE = abi.PAGE_SIZE
 
 
 def page_buffer(size: int) -> mmap.mmap:
@@ -23,5 +23,5 @@ def request_buffer(max_write: int) -> memoryview:
     """A view to read(2) /dev/fuse requests into, placed so that the data of a WRITE (after the in_header and
     write_in) starts on a page boundary."""
     lead = PAGE_SIZE - abi.READ_BUFFER_OVERHEAD
-    size = max(abi.MIN_READ_BUFFER, max_write + abi.READ_BUFFER_OVERHEAD + 4096)
+    size = max(abi.MIN_READ_BUFFER, max_write + abi.READ_BUFFER_OVERHEAD + PAGE_SIZE)
     return memoryview(page_buffer(lead + size))[lead:]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import logging
 import os
 import resource
@@ -11,16 +10,14 @@ import shutil
 import signal
 import stat
 import sys
-from dataclasses import dataclass, field
 from typing import NoReturn
 
-from . import __version__, abi, rings
+from . import __version__, uring_queues
 from .mirror import CACHE_MODES, Mirror
 from .mount import (
-    FUSE_MOUNT_OPTIONS,
-    MOUNT_FLAG_WORDS,
     MS_NOATIME,
     MS_NODIRATIME,
+    NO_DEV_FUSE,
     ROOT_ONLY_WORDS,
     MountError,
     MountOptions,
@@ -28,153 +25,15 @@ from .mount import (
     mount_flags,
     remount,
 )
+from .options import Config, UsageError, apply_option, help_text, split_options
 
 log = logging.getLogger("shuntfs")
-
-
-class UsageError(Exception):
-    pass
-
-
-@dataclass
-class Config:
-    source: str = ""
-    mountpoint: str = ""
-    foreground: bool = False
-    debug: bool = False
-    read_only: bool | None = None  # None: not said (rw for a new mount; as it was on a remount)
-    allow_other: bool = False
-    default_permissions: bool = False
-    fsname: str | None = None
-    cache: str = "auto"
-    passthrough: bool = True
-    auto_unmount: bool = True
-    max_stack_depth: int | None = None
-    threads: int = 2
-    inode_fds: int | None = None
-    user_files: int | None = None
-    export_inodes: int = 65536
-    killpriv: bool = True
-    io_uring: bool | None = None  # None: use it when this kernel and our privileges allow, quietly
-    queue_threads: int = 1
-    busy_poll: int = rings.BUSY_POLL_US  # microseconds
-    log_file: str | None = None
-    mount_words: list[str] = field(default_factory=list)
-    remount: bool = False
-    #: the FUSE module's options (user_id=0, ...) that mount(8) hands back on a remount
-    fuse_words: list[str] = field(default_factory=list)
-
-
-#: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
-_IGNORED_WORDS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail"}
-#: Prefixes of fstab words meant for other programs (systemd's x-systemd.*, comment=, mount.fuse3's subtype=).
-_IGNORED_PREFIXES = ("x-", "comment=", "subtype=")
-#: Our options that take no value, and those that need one.
-_FLAGS = {"ro", "rw", "allow_other", "default_permissions", "auto_unmount", "noauto_unmount", "remount"}
-_VALUED = {"fsname", "cache", "passthrough", "max_stack_depth", "threads", "inode_fds", "user_files", "export_inodes",
-           "killpriv", "io_uring", "queue_threads", "busy_poll"}
-
-
-def _on_off(name: str, value: str | None) -> bool:
-    if value in ("on", "1", "yes", "true"):
-        return True
-    if value in ("off", "0", "no", "false"):
-        return False
-    raise UsageError(f"option {name} takes on or off, not {value!r}")
-
-
-def _int_between(name: str, value: str | None, low: int, high: int) -> int:
-    try:
-        number = int(value or "")
-    except ValueError:
-        raise UsageError(f"option {name} takes a number, not {value!r}") from None
-    if not low <= number <= high:
-        raise UsageError(f"option {name} must be between {low} and {high}")
-    return number
-
-
-def apply_option(config: Config, word: str) -> None:
-    """Apply one ``-o`` word to ``config``; raise UsageError for unknown or malformed ones."""
-    if word.startswith(_IGNORED_PREFIXES):
-        return
-    name, has_value, text = word.partition("=")
-    if name in FUSE_MOUNT_OPTIONS and name not in _FLAGS:
-        config.fuse_words.append(word)  # only a remount may carry them; parse_args says so otherwise
-        return
-    value: str | None = text if has_value else None
-    if name in _FLAGS or name in _IGNORED_WORDS or name in MOUNT_FLAG_WORDS:
-        if has_value:
-            raise UsageError(f"option {name} takes no value")
-    elif not has_value or value == "":
-        raise UsageError(f"option {name} needs a value ({name}=...)" if name in _VALUED else f"unknown option {word!r}")
-    if name in ("ro", "rw"):
-        config.read_only = name == "ro"
-    elif name == "remount":
-        config.remount = True
-    elif name == "allow_other":
-        config.allow_other = True
-    elif name == "default_permissions":
-        config.default_permissions = True
-    elif name == "auto_unmount":
-        config.auto_unmount = True
-    elif name == "noauto_unmount":
-        config.auto_unmount = False
-    elif name == "fsname":
-        config.fsname = value
-    elif name == "cache":
-        if value not in CACHE_MODES:
-            raise UsageError(f"option cache takes one of {'/'.join(CACHE_MODES)}, not {value!r}")
-        config.cache = value
-    elif name == "passthrough":
-        config.passthrough = _on_off(name, value)
-    elif name == "max_stack_depth":
-        config.max_stack_depth = _int_between(name, value, 1, 2)
-    elif name == "threads":
-        config.threads = _int_between(name, value, 1, 64)
-    elif name == "inode_fds":
-        config.inode_fds = _int_between(name, value, 1, 1 << 30)
-    elif name == "user_files":
-        config.user_files = _int_between(name, value, 1, 1 << 30)
-    elif name == "export_inodes":
-        config.export_inodes = _int_between(name, value, 0, 1 << 30)
-    elif name == "killpriv":
-        config.killpriv = _on_off(name, value)
-    elif name == "io_uring":
-        config.io_uring = _on_off(name, value)
-    elif name == "queue_threads":
-        config.queue_threads = _int_between(name, value, 1, 16)
-    elif name == "busy_poll":
-        config.busy_poll = _int_between(name, value, 0, 10_000)
-    elif name in _IGNORED_WORDS:
-        pass
-    elif name in MOUNT_FLAG_WORDS:
-        config.mount_words.append(name)
-    else:
-        raise UsageError(f"unknown option {word!r}")
-
-
-
-def split_options(text: str) -> list[str]:
-    """Split an -o string on commas; a backslash escapes a comma (as in fsname=a\\,b)."""
-    words, current, escaped = [], [], False
-    for ch in text:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
-            words.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    words.append("".join(current))
-    return [w for w in words if w]
 
 
 def parse_args(argv: list[str]) -> Config:
     parser = _Parser(
         prog="shuntfs",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Mirror SOURCE at MOUNTPOINT through FUSE; file data is passed through to the kernel.",
     )
     parser.add_argument("source", metavar="SOURCE")
@@ -197,14 +56,7 @@ def parse_args(argv: list[str]) -> Config:
                         help="leave the mount behind if the daemon dies")
     parser.add_argument("--threads", type=int, help="worker threads (default 2)")
     parser.add_argument("--log-file", help="log here instead of stderr")
-    parser.epilog = (
-        "options (-o): ro, allow_other, default_permissions, fsname=NAME, cache=none|auto|always, "
-        "passthrough=on|off, auto_unmount (default) / noauto_unmount, max_stack_depth=1|2, threads=N, "
-        "inode_fds=N, user_files=N, export_inodes=N, killpriv=on|off, io_uring=on|off, queue_threads=N, "
-        "busy_poll=MICROSECONDS, "
-        "remount (with ro, rw and the mount flags below), and noexec, noatime, nosuid, nodev, and suid and dev "
-        "(root only), and the like."
-    )
+    parser.epilog = help_text()
     args = parser.parse_args(argv)
     config = Config(source=args.source, mountpoint=args.mountpoint, foreground=args.foreground or args.debug,
                     debug=args.debug, log_file=args.log_file)
@@ -255,7 +107,7 @@ def validate(config: Config) -> None:
         # the daemon holds SOURCE's directory from before the mount covers it.)
         raise UsageError(f"mountpoint {mnt}: lies inside source {src}")
     if not os.path.exists("/dev/fuse"):
-        raise UsageError("/dev/fuse does not exist (is the fuse module loaded?)")
+        raise UsageError(NO_DEV_FUSE)
     if os.geteuid() != 0:
         if shutil.which("fusermount3") is None:
             raise UsageError("not root, and fusermount3 is not installed (Debian package fuse3)")
@@ -279,32 +131,6 @@ def remount_command(config: Config) -> None:
         remount(entry, words)
     except MountError as e:
         raise UsageError(str(e)) from None
-
-
-def has_cap_sys_admin() -> bool:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("CapEff:"):
-                    return bool(int(line.split()[1], 16) & (1 << 21))
-    except OSError:
-        pass
-    return os.geteuid() == 0
-
-
-def source_fs_magic(path: str) -> int:
-    buf = ctypes.create_string_buffer(256)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.statfs(os.fsencode(path), buf) != 0:
-        return 0
-    return int.from_bytes(buf.raw[:8], sys.byteorder)
-
-
-def choose_stack_depth(config: Config) -> int:
-    """Depth 2 when SOURCE is itself stacked (overlayfs, FUSE, ecryptfs): the kernel needs it to back files there."""
-    if config.max_stack_depth is not None:
-        return config.max_stack_depth
-    return 2 if source_fs_magic(config.source) in abi.STACKED_FS_MAGIC else 1
 
 
 def raise_fd_limit() -> None:
@@ -338,13 +164,12 @@ def setup_logging(config: Config) -> None:
 
 def run(config: Config, report) -> int:
     """Mount and serve until unmounted. ``report(None)`` says the mount is live, ``report(msg)`` that it failed."""
-    from .control import ControlServer
+    from .control_server import ControlServer
     from .session import Session
 
     raise_fd_limit()
     if config.io_uring:
-        rings.usable()  # asked for by name: say why not, if it cannot be had
-    passthrough = config.passthrough and has_cap_sys_admin()
+        uring_queues.usable()  # asked for by name: say why not, if it cannot be had
     atime = mount_flags(config.mount_words, 0)
     # Other users' permissions are checked by the kernel too (ACLs included) where they can reach the mount; a mount
     # only its owner uses spares the refreshes of directory attributes that kernel checks need.
@@ -363,8 +188,8 @@ def run(config: Config, report) -> int:
         ops,
         config.mountpoint,
         options,
-        passthrough=passthrough,
-        max_stack_depth=choose_stack_depth(config),
+        passthrough="auto" if config.passthrough else False,
+        max_stack_depth=config.max_stack_depth,
         threads=config.threads,
         cache_symlinks=config.cache != "none",
         auto_unmount=config.auto_unmount,
@@ -382,8 +207,6 @@ def run(config: Config, report) -> int:
         session.start()
         if not session.wait_init(15):
             raise MountError("the kernel sent no INIT within 15 s")
-        if config.passthrough and not passthrough and session.registry is not None:
-            session.registry.disabled_reason = "the daemon lacks CAP_SYS_ADMIN (passthrough needs root)"
         try:
             control = ControlServer(session.stats)
             control.start()

@@ -19,6 +19,8 @@ import stat
 import threading
 import time
 
+from .libc import libc
+
 _SYSCALLS = {
     # machine: (setgroups, setfsuid, setfsgid, capget, capset, faccessat2, unshare)
     "x86_64": (116, 122, 123, 125, 126, 439, 272),
@@ -28,7 +30,7 @@ _SYSCALLS = {
     "s390x": (206, 215, 216, 184, 185, 439, 303),
 }
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = libc
 _numbers = _SYSCALLS.get(platform.machine(), (0,) * 7)
 _SETGROUPS, _SETFSUID, _SETFSGID, _CAPGET, _CAPSET, _FACCESSAT2, _UNSHARE = _numbers
 _syscall = _libc.syscall

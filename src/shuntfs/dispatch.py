@@ -1,9 +1,9 @@
-"""The bridge from decoded requests to :class:`~shuntfs.operations.Operations` calls and back to reply payloads.
+"""From request bytes to reply bytes: decode, run the opcode's handler (an Operations call), answer.
 
-A table maps each opcode to one handler; a handler returns the reply payload (``bytes``, a list of buffers for
-writev, ``None`` for an empty reply, or the size of a payload it put in ``Request.out``) or raises
-``FUSEError``/``OSError``. The dispatcher also owns what the library promises users: open-file records, the backing
-registry, and userspace I/O on ``passthrough_fd`` files when the kernel cannot serve them.
+:meth:`Dispatcher.handle` is the one path a request takes, whatever the transport: both the /dev/fuse loop and the
+io_uring queues read, hand the bytes to it, and write what it returns. A handler returns its reply's payload
+(:data:`Payload`) or raises ``FUSEError``/``OSError``. The dispatcher also owns what the library promises users:
+open-file records, the backing registry, and userspace I/O on ``passthrough_fd`` files the kernel cannot serve.
 """
 
 from __future__ import annotations
@@ -15,28 +15,49 @@ import logging
 import os
 import stat
 import threading
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Union
 
 from . import abi, credentials, protocol
-from .abi import InitFlag, Opcode, OpenFlag, SetattrValid
+from .abi import InitFlag, Opcode, OpenFlag
 from .backing import BackingRegistry
-from .control import CONTROL_XATTR
+from .blocking import BlockingPool
+from .control_server import CONTROL_XATTR
 from .operations import (
-    NOW,
     EntryAttributes,
     FileInfo,
     FUSEError,
     Operations,
     RequestContext,
     SetattrFields,
+    WouldBlock,
     dtype_of,
 )
-from .protocol import Request
+from .protocol import ProtocolError, Request
 
 log = logging.getLogger("shuntfs")
+trace = logging.getLogger("shuntfs.trace")
 
 #: A handler's answer for requests that get no reply at all.
 NO_REPLY = object()
+#: What a handler returns: ``bytes`` (the payload), another buffer (a ``bytearray``, or a ``memoryview``, e.g. of
+#: ``Request.out`` where the handler put the payload in place: sent without a copy), a list of buffers (the payload
+#: in parts), ``None`` (an empty reply) or :data:`NO_REPLY`.
+Payload = Any
+#: A whole reply message: bytes, or a list of buffers whose first is the header (for writev).
+Reply = Union[bytes, list]
+
+
+class Later:
+    """:meth:`Dispatcher.handle`'s answer for a request to be served off the calling thread, by
+    :meth:`Dispatcher.finish` on a helper: one whose handler may block for long (when the transport asked for
+    that), or whose handler would wait on a user (``waits``: it raised WouldBlock; see operations)."""
+
+    __slots__ = ("request", "waits")
+
+    def __init__(self, request: Request, waits: bool) -> None:
+        self.request = request
+        self.waits = waits
 
 
 class OpenFile:
@@ -82,25 +103,19 @@ def statx_from_attributes(a: EntryAttributes) -> bytes:
 
 
 _DOT_ENTRY = protocol.entry_out(0, 0, 0, 0, protocol.NO_ATTR)
-_PASSTHROUGH_OPEN_MASK = OpenFlag.NOFLUSH
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-#: SETATTR bits that change something. One with none of them is the kernel's file_remove_privs (a write, fallocate
-#: or copy into a set-id file by a caller it found without CAP_FSETID) once HANDLE_KILLPRIV_V2 makes that our job.
-_ATTRIBUTE_BITS = (
-    SetattrValid.MODE | SetattrValid.UID | SetattrValid.GID | SetattrValid.SIZE | SetattrValid.ATIME
-    | SetattrValid.MTIME | SetattrValid.ATIME_NOW | SetattrValid.MTIME_NOW | SetattrValid.CTIME
-)
+_MAX_OPCODE = abi.MAX_OPCODE
 
 
 class Dispatcher:
     """Turns requests into Operations calls. One instance serves every worker thread of a session."""
 
-    def __init__(self, ops: Operations, registry: BackingRegistry, config: protocol.InitConfig) -> None:
+    def __init__(
+        self,
+        ops: Operations,
+        registry: BackingRegistry,
+        config: protocol.InitConfig,
+        blocking: BlockingPool | None = None,
+    ) -> None:
         self.ops = ops
         self.registry = registry
         self.config = config
@@ -113,18 +128,90 @@ class Dispatcher:
         self._clear_setid = False
         #: the control socket's name, told to whoever asks the root for CONTROL_XATTR
         self.control_name: bytes | None = None
-        #: called with the unique of each request the kernel interrupts
-        self.on_interrupt: Callable[[int], None] | None = None
+        #: helper threads for requests that would wait on a user; their waits end on the kernel's INTERRUPT
+        self.blocking = blocking
         #: sends a notification message to the kernel (the session's)
         self.notify: Callable[[bytes], bool] | None = None
-        self.table: list[Callable[[Request], Any] | None] = [None] * (abi.MAX_OPCODE + 1)
-        for opcode in Opcode:
-            handler = getattr(self, "_" + opcode.name.lower(), None)
-            if handler is not None:
-                self.table[opcode] = handler
-        self.table[Opcode.RENAME2] = self._rename
-        self.table[Opcode.READDIRPLUS] = self._readdirplus
-        self.table[Opcode.COPY_FILE_RANGE_64] = self._copy_file_range
+        #: each opcode's handler (None: ENOSYS), from the opcode table
+        self.table: list[Callable[[Request], Payload] | None] = [
+            getattr(self, "_" + info.handler) if info.handler else None for info in protocol.OPCODES
+        ]
+        self._slow = frozenset(info.opcode for info in protocol.OPCODES if info.slow)
+        self.debug = trace.isEnabledFor(logging.DEBUG)
+
+    # ---- the request path
+    def handle(self, data: memoryview, out: memoryview | None, counts: list[int], handoff: bool = False) -> Any:
+        """Serve one request, given as the bytes the transport read: its reply (:data:`Reply`), None when it takes
+        none, or :class:`Later` when it is to finish on another thread (with ``handoff``, the transport asks for
+        that for handlers that may block for long). ``out`` is where a handler may put its payload in place;
+        ``counts`` (per opcode) is the calling thread's."""
+        started = time.perf_counter() if self.debug else 0.0
+        try:
+            req = protocol.decode(data)
+        except ProtocolError as e:
+            return self.malformed(data, e)
+        opcode = req.opcode
+        counts[opcode if opcode <= _MAX_OPCODE else 0] += 1
+        if handoff and opcode in self._slow:
+            return Later(req, False)
+        req.out = out
+        return self._run(req, started, True)
+
+    def finish(self, later: Later) -> Reply | None:
+        """On a helper thread: serve a request that :meth:`handle` answered with ``later``; its reply."""
+        req = later.request
+        req.blocking = later.waits
+        return self._run(req, time.perf_counter() if self.debug else 0.0, False)
+
+    def malformed(self, data: memoryview, e: Exception) -> Reply | None:
+        """The answer to bytes that do not decode: EIO if their header can be read and takes a reply."""
+        log.error("malformed request (%d bytes): %s", len(data), e)
+        head = protocol.peek_header(data)
+        if head is None or head[0] in protocol.NO_REPLY:
+            return None
+        return protocol.reply_error(head[1], errno.EIO)
+
+    def _run(self, req: Request, started: float, may_defer: bool) -> Any:
+        opcode = req.opcode
+        handler = self.table[opcode] if opcode <= _MAX_OPCODE else None
+        error = 0
+        try:
+            if handler is None:
+                if opcode in protocol.NO_REPLY:
+                    return None
+                raise FUSEError(errno.ENOSYS)
+            if req.blocking and self.blocking is not None:
+                with self.blocking.running(req.unique):
+                    payload = handler(req)
+            else:
+                payload = handler(req)
+        except WouldBlock:
+            if may_defer and opcode != Opcode.WRITE:  # a WRITE's data lives in the transport's buffer
+                req.out = None  # the transport's buffer serves its next request meanwhile
+                return Later(req, True)
+            error = errno.EWOULDBLOCK
+        except FUSEError as e:
+            error = e.errno
+        except OSError as e:
+            error = e.errno or errno.EIO
+        except Exception:
+            log.exception("handler for %r failed", req)
+            error = errno.EIO
+        if self.debug:
+            _trace(req, error, started)
+        if error:
+            return protocol.reply_error(req.unique, error)
+        if payload is None:
+            return protocol.reply_empty(req.unique)
+        kind = type(payload)
+        if kind is bytes:
+            return protocol.reply_bytes(req.unique, payload)
+        if kind is list:
+            payload.insert(0, protocol.reply_header(req.unique, sum(map(len, payload))))
+            return payload
+        if payload is NO_REPLY:
+            return None
+        return [protocol.reply_header(req.unique, len(payload)), payload]  # bytearray, memoryview
 
     # ---- helpers
     @staticmethod
@@ -160,14 +247,8 @@ class Dispatcher:
     def _init(self, req: Request) -> bytes:
         neg, payload = protocol.negotiate(req.arg, self.config)
         self.negotiated = neg
-        self.registry.enabled = neg.passthrough
+        self.registry.negotiated(bool(req.arg.flags & InitFlag.PASSTHROUGH), neg.passthrough)
         self._clear_setid = neg.has(InitFlag.HANDLE_KILLPRIV_V2)
-        if not neg.passthrough:
-            self.registry.disabled_reason = (
-                "the kernel did not offer passthrough"
-                if not req.arg.flags & InitFlag.PASSTHROUGH
-                else "passthrough was not requested"
-            )
         self.ops.connection = neg
         self.ops.init()
         self.init_done.set()
@@ -194,31 +275,26 @@ class Dispatcher:
         return protocol.attr_out(a.attr_timeout, attr_fields(a))
 
     def _setattr(self, req: Request) -> bytes:
-        s = req.arg
-        v = s.valid
-        new = EntryAttributes(st_ino=req.nodeid, st_mode=s.mode, st_uid=s.uid, st_gid=s.gid, st_size=s.size)
-        if v & SetattrValid.ATIME_NOW:
-            new.st_atime_ns = NOW
-        elif v & SetattrValid.ATIME:
-            new.st_atime_ns = _signed(s.atime) * 1_000_000_000 + s.atimensec
-        if v & SetattrValid.MTIME_NOW:
-            new.st_mtime_ns = NOW
-        elif v & SetattrValid.MTIME:
-            new.st_mtime_ns = _signed(s.mtime) * 1_000_000_000 + s.mtimensec
-        if v & SetattrValid.CTIME:
-            new.st_ctime_ns = _signed(s.ctime) * 1_000_000_000 + s.ctimensec
+        s: protocol.Setattr = req.arg
+        new = EntryAttributes(st_ino=req.nodeid, st_mode=s.mode or 0, st_uid=s.uid or 0, st_gid=s.gid or 0,
+                              st_size=s.size or 0)
+        new.st_atime_ns = s.atime_ns or 0
+        new.st_mtime_ns = s.mtime_ns or 0
+        new.st_ctime_ns = s.ctime_ns or 0
         fields = SetattrFields(
-            bool(v & SetattrValid.MODE),
-            bool(v & SetattrValid.UID),
-            bool(v & SetattrValid.GID),
-            bool(v & SetattrValid.SIZE),
-            bool(v & (SetattrValid.ATIME | SetattrValid.ATIME_NOW)),
-            bool(v & (SetattrValid.MTIME | SetattrValid.MTIME_NOW)),
-            bool(v & SetattrValid.CTIME),
-            # root's chown(-1, -1) comes as an empty SETATTR too: it clears set-id bits natively as well
-            bool(v & SetattrValid.KILL_SUIDGID) or (self._clear_setid and not v & _ATTRIBUTE_BITS),
+            s.mode is not None,
+            s.uid is not None,
+            s.gid is not None,
+            s.size is not None,
+            s.atime_ns is not None,
+            s.mtime_ns is not None,
+            s.ctime_ns is not None,
+            # A SETATTR that changes nothing is the kernel's file_remove_privs (a write, fallocate or copy into a
+            # set-id file by a caller without CAP_FSETID) once HANDLE_KILLPRIV_V2 makes that our job; root's
+            # chown(-1, -1) comes as one too, and clears set-id bits natively as well.
+            s.kill_suidgid or (self._clear_setid and s.changes_nothing),
         )
-        fh = self._user_fh(s.fh) if v & SetattrValid.FH else None
+        fh = None if s.fh is None else self._user_fh(s.fh)
         a = self.ops.setattr(req.nodeid, new, fields, fh, self._ctx(req))
         return protocol.attr_out(a.attr_timeout, attr_fields(a))
 
@@ -306,13 +382,13 @@ class Dispatcher:
         fi, attrs = self.ops.tmpfile(req.nodeid, a.mode, a.flags, self._creator(req))
         return self._opened(attrs.st_ino, fi, a.flags, entry_bytes(attrs))
 
-    def _read(self, req: Request) -> list | int:
+    def _read(self, req: Request) -> Payload:
         a = req.arg
         record = self._file(a.fh)
         if record.fd >= 0:
             out = req.out
             if out is not None and a.size <= len(out):
-                return os.preadv(record.fd, [out[: a.size]], a.offset)  # straight into the reply, no bytes object
+                return out[: os.preadv(record.fd, [out[: a.size]], a.offset)]  # read into the reply, not copied
             return [os.pread(record.fd, a.size, a.offset)]
         return [self.ops.read(record.fh, a.offset, a.size)]
 
@@ -478,9 +554,24 @@ class Dispatcher:
 
     def _interrupt(self, req: Request) -> object:
         # Handlers run to completion and reply; only one that waits on a helper thread (WouldBlock) is interrupted.
-        if self.on_interrupt is not None:
-            self.on_interrupt(req.arg.unique)
+        if self.blocking is not None:
+            self.blocking.interrupt(req.arg.unique)
         return NO_REPLY
+
+
+def _trace(req: Request, error: int, started: float) -> None:
+    took = (time.perf_counter() - started) * 1e6
+    result = "OK" if not error else f"{errno.errorcode.get(error, error)}"
+    trace.debug("unique=%d %s nodeid=%d uid=%d pid=%d %s -> %s (%.0f us)", req.unique,
+                abi.OPCODE_NAMES.get(req.opcode, req.opcode), req.nodeid, req.uid, req.pid, _short(req.arg), result,
+                took)
+
+
+def _short(arg: Any) -> str:
+    if isinstance(arg, protocol.Write):
+        return f"fh={arg.fh} offset={arg.offset} size={arg.size}"
+    text = repr(arg)
+    return text if len(text) < 160 else text[:157] + "..."
 
 
 #: For each open(2) access mode, the access modes of a passthrough_fd that may serve it.

@@ -26,6 +26,7 @@ from typing import Iterator, Sequence
 
 from . import abi, credentials
 from .credentials import Caller, clear_setid_bits, may_access, may_search_all, set_thread_umask
+from .libc import libc
 from .operations import (
     NOW,
     ROOT_INODE,
@@ -42,7 +43,7 @@ from .operations import (
 
 log = logging.getLogger("shuntfs.mirror")
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = libc
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
 AT_SYMLINK_NOFOLLOW = 0x100
@@ -532,7 +533,7 @@ class Mirror(Operations):
         self._dir_noatime = os.O_NOATIME if noatime or nodiratime else 0
         if cache not in CACHE_MODES:
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}")
-        self.source = os.path.realpath(source)
+        self.source = self.backing_source = os.path.realpath(source)
         self.cache = cache
         self.timeout, self.negative_timeout = CACHE_MODES[cache]
         self.as_caller = as_caller and credentials.AVAILABLE

@@ -5,6 +5,7 @@ from __future__ import annotations
 import array
 import ctypes
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -12,6 +13,10 @@ import socket
 import stat
 import subprocess
 from dataclasses import dataclass, field
+
+from .libc import libc
+
+log = logging.getLogger("shuntfs")
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -41,9 +46,13 @@ ROOT_ONLY_WORDS = {"suid", "dev"}
 FUSE_MOUNT_OPTIONS = {"user_id", "group_id", "default_permissions", "allow_other", "max_read", "blksize"}
 MNT_DETACH = 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = libc
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+#: The one line for a machine without /dev/fuse.
+NO_DEV_FUSE = "/dev/fuse does not exist (is the fuse module loaded?)"
 
 
 class MountError(Exception):
@@ -160,7 +169,7 @@ def _mount_root(mountpoint: str, opts: MountOptions) -> int:
     try:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise MountError("/dev/fuse does not exist (is the fuse module loaded?)") from None
+        raise MountError(NO_DEV_FUSE) from None
     except OSError as e:
         raise MountError(f"cannot open /dev/fuse: {e.strerror}") from None
     try:
@@ -261,6 +270,20 @@ def unmount(mountpoint: str, lazy: bool = False) -> None:
     done = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True)
     if done.returncode != 0:
         raise OSError(errno.EBUSY, done.stderr.decode(errors="replace").strip() or "fusermount3 -u failed")
+
+
+def raise_readahead(dev: int, want_kb: int) -> None:
+    """Raise the readahead of the mount ``dev`` to ``want_kb`` KiB (root only; its bdi's setting): so userspace
+    reads of a sequential reader arrive max_pages at a time (8x fewer READ requests at 1 MiB). Passthrough files
+    read ahead on their backing file's device instead."""
+    path = f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+    try:
+        with open(path, "r+") as f:
+            if int(f.read()) < want_kb:
+                f.seek(0)
+                f.write(f"{want_kb}\n")
+    except (OSError, ValueError) as e:
+        log.debug("readahead stays as the kernel set it: %s", e)
 
 
 def start_watchdog(mountpoint: str, dev: int) -> int:

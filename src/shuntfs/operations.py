@@ -15,9 +15,11 @@ import errno as _errno
 import os
 import stat as _stat
 from dataclasses import dataclass
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from .abi import ROOT_ID
+from .protocol.negotiation import Negotiated
+from .protocol.requests import NOW as _NOW
 
 ROOT_INODE = ROOT_ID
 
@@ -161,8 +163,8 @@ class SetattrFields(NamedTuple):
     kill_suidgid: bool
 
 
-#: Value of ``st_atime_ns``/``st_mtime_ns`` in a setattr that asks for the current time.
-NOW = -(1 << 63)
+#: Value of ``st_atime_ns``/``st_mtime_ns`` in a setattr that asks for the current time (as the request decodes it).
+NOW = _NOW
 
 
 @dataclass
@@ -228,7 +230,6 @@ class RequestContext:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"
 
 
-DT_UNKNOWN = 0
 
 
 def dtype_of(mode: int) -> int:
@@ -247,7 +248,7 @@ class Operations:
     """
 
     #: Set by the session once INIT is done: the negotiated connection (see :class:`shuntfs.protocol.Negotiated`).
-    connection: Any = None
+    connection: Negotiated | None = None
 
     #: True if :meth:`setattr` clears S_ISUID (and S_ISGID on group-executable files, or for a caller outside the
     #: file's group) when ``fields.kill_suidgid`` is set, and every file that can be written is opened with a
@@ -276,6 +277,10 @@ class Operations:
     #: of the mount (``open_by_handle_at``, NFS export) then keep working after it has forgotten their inodes.
     export_support: bool = False
 
+    #: The directory the filesystem's ``passthrough_fd`` files come from, if one: the session then raises the
+    #: kernel's stacking depth when it lies on a stacked filesystem (overlayfs, FUSE), which backing files there need.
+    backing_source: str | None = None
+
     def init(self) -> None:
         """Called once INIT is negotiated, before any other request."""
 
@@ -287,36 +292,51 @@ class Operations:
         return {}
 
     def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
-        """Look ``name`` up in directory ``parent``; adds one to the inode's lookup count."""
+        """Look ``name`` up in directory ``parent``. A successful answer adds one to the inode's lookup count, which
+        :meth:`forget` takes back. Raise ENOENT, or return ``st_ino=0`` with an ``entry_timeout`` for a negative
+        entry the kernel may cache. With :attr:`export_support`, ``"."`` and ``".."`` come too (see there)."""
         raise FUSEError(_errno.ENOENT)
 
     def forget(self, inodes: Sequence[tuple[int, int]]) -> None:
-        """The kernel dropped ``nlookup`` references to each ``(inode, nlookup)``."""
+        """The kernel dropped ``nlookup`` references to each ``(inode, nlookup)``; at zero it will not name the inode
+        again (unless a lookup gives it anew). No reply: this must not fail."""
 
     def getattr(self, inode: int, fh: int | None, ctx: RequestContext) -> EntryAttributes:
+        """Attributes of ``inode`` (``fh``: the open file's handle when the call came through one, e.g. fstat)."""
         raise _nosys()
 
     def setattr(
         self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
     ) -> EntryAttributes:
+        """Change the attributes ``fields`` names to their values in ``attr``; return the attributes after. ``fh``
+        as for :meth:`getattr` (ftruncate, futimens)."""
         raise _nosys()
 
     def readlink(self, inode: int, ctx: RequestContext) -> bytes:
+        """The target of the symbolic link ``inode``."""
         raise _nosys()
 
     def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
+        """Make a file, FIFO, socket or device ``name`` in ``parent``. This and the other calls that make a name
+        (:meth:`mkdir`, :meth:`symlink`, :meth:`link`, :meth:`create`, :meth:`tmpfile`) add one to the new
+        inode's lookup count, as :meth:`lookup` does."""
         raise _nosys()
 
     def mkdir(self, parent: int, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
+        """Make directory ``name`` in ``parent`` (``mode`` includes S_IFDIR)."""
         raise _nosys()
 
     def symlink(self, parent: int, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
+        """Make symbolic link ``name`` in ``parent`` pointing at ``target``."""
         raise _nosys()
 
     def unlink(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+        """Remove ``name`` from ``parent``. The inode lives on while the kernel knows it (until :meth:`forget`) and
+        while files are open on it."""
         raise _nosys()
 
     def rmdir(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+        """Remove the empty directory ``name`` from ``parent``."""
         raise _nosys()
 
     def rename(
@@ -326,17 +346,22 @@ class Operations:
         raise _nosys()
 
     def link(self, inode: int, new_parent: int, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
+        """Give ``inode`` the further name ``new_name`` in ``new_parent``."""
         raise _nosys()
 
     def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
+        """Open ``inode`` with open(2) ``flags``. The returned ``fh`` is what read, write, flush, fsync and
+        release get; a ``passthrough_fd`` lets the kernel serve the data itself (see :class:`FileInfo`)."""
         raise _nosys()
 
     def create(
         self, parent: int, name: bytes, mode: int, flags: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
+        """Make and open ``name`` in ``parent`` (open(2) with O_CREAT); as :meth:`open` and :meth:`mknod`."""
         raise _nosys()
 
     def tmpfile(self, parent: int, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
+        """Make and open a file without a name in ``parent`` (O_TMPFILE)."""
         raise _nosys()
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
@@ -348,15 +373,19 @@ class Operations:
         raise _nosys()
 
     def flush(self, fh: int) -> None:
-        pass
+        """A close(2) of a descriptor of the open file (one per close, so one open may see several; not sent when
+        the open answered ``noflush``)."""
 
     def release(self, fh: int) -> None:
-        pass
+        """The open file's last descriptor and mapping are gone: ``fh`` is never used again. No error reaches
+        anyone."""
 
     def fsync(self, fh: int, datasync: bool) -> None:
+        """Make the open file's data (and, unless ``datasync``, metadata) durable."""
         raise _nosys()
 
     def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+        """fallocate(2) on the open file (``mode``: FALLOC_FL_* flags)."""
         raise _nosys()
 
     def lseek(self, fh: int, offset: int, whence: int) -> int:
@@ -366,6 +395,7 @@ class Operations:
     def copy_file_range(
         self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int, flags: int
     ) -> int:
+        """Copy ``length`` bytes between two open files; return the count copied."""
         raise _nosys()
 
     def opendir(self, inode: int, ctx: RequestContext) -> int:
@@ -381,27 +411,33 @@ class Operations:
         raise _nosys()
 
     def releasedir(self, fh: int) -> None:
-        pass
+        """The directory handle from :meth:`opendir` is never used again."""
 
     def fsyncdir(self, fh: int, datasync: bool) -> None:
-        pass
+        """Make the directory's changes durable."""
 
     def statfs(self, ctx: RequestContext) -> StatvfsData:
+        """Figures of the whole filesystem (statvfs)."""
         return StatvfsData(4096, 4096, 0, 0, 0, 0, 0, 255)
 
     def access(self, inode: int, mode: int, ctx: RequestContext) -> None:
         """Raise EACCES if ``ctx`` may not access ``inode`` with ``mode``. Not sent with default_permissions."""
 
     def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
+        """Set extended attribute ``name`` (``flags``: XATTR_CREATE 1, XATTR_REPLACE 2). ENOSYS once makes the
+        kernel stop asking for any xattr call of its kind."""
         raise _nosys()
 
     def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
+        """The value of ``name``, whole (the library answers size queries and ERANGE); ENODATA if it has none."""
         raise _nosys()
 
     def listxattr(self, inode: int, ctx: RequestContext) -> Sequence[bytes]:
+        """The names of the inode's extended attributes."""
         raise _nosys()
 
     def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
+        """Remove ``name``; ENODATA if it has none."""
         raise _nosys()
 
     def statx(

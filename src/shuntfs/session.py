@@ -16,40 +16,22 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from typing import Any, Callable
 
-from . import abi, buffers, protocol, rings
-from .abi import InitFlag, Opcode
+from . import abi, backing, buffers, protocol, uring_queues
+from .abi import InitFlag
 from .aio import LoopThread, async_methods, bridge
 from .backing import BackingRegistry
-from .blocking import DEFERRED, BlockingPool
-from .dispatch import NO_REPLY, Dispatcher
-from .mount import MountOptions, find_mount, mount, start_watchdog, unmount
-from .operations import FUSEError, Operations, WouldBlock
+from .blocking import BlockingPool
+from .dispatch import Dispatcher, Later, Reply
+from .mount import MountOptions, find_mount, mount, raise_readahead, start_watchdog, unmount
+from .operations import Operations
 
 log = logging.getLogger("shuntfs")
-trace = logging.getLogger("shuntfs.trace")
 
 _END_ERRNOS = (errno.ENODEV, errno.ECONNABORTED, errno.EBADF)
 _RETRY_ERRNOS = (errno.EINTR, errno.EAGAIN, errno.ENOENT)
-_UNSUPPORTED_ERRNO = errno.ENOSYS
-_POOL_THREADS = 2  # per io_uring queue, for its slow requests (fsync and the like): how many may block at once
-_UNCOUNTED = [0] * (abi.MAX_OPCODE + 1)  # a deferred request's second run counts here: its first counted it
-
-#: What every session asks for at INIT; cache-related flags come from the options.
-BASE_FLAGS = (
-    InitFlag.ASYNC_READ
-    | InitFlag.ATOMIC_O_TRUNC
-    | InitFlag.BIG_WRITES
-    | InitFlag.DO_READDIRPLUS
-    | InitFlag.READDIRPLUS_AUTO
-    | InitFlag.ASYNC_DIO
-    | InitFlag.PARALLEL_DIROPS
-    | InitFlag.MAX_PAGES
-    | InitFlag.HAS_EXPIRE_ONLY
-    | InitFlag.INIT_EXT
-)
 
 
 class Session:
@@ -63,11 +45,11 @@ class Session:
     entries per queue in all). The kernel offers it only when the fuse module's enable_uring is on, which the
     session turns on when it runs as root; otherwise, or if registering fails, requests stay on /dev/fuse.
     Handlers then run on the queue threads; the ``threads`` /dev/fuse workers keep INIT, FORGET and INTERRUPT.
-    Requests that may block for long (``rings.SLOW_OPCODES``: fsync, flush, fallocate, copy_file_range) go to a
+    Requests that may block for long (``slow`` in the opcode table: fsync, flush, fallocate, copy_file_range) go to a
     small pool instead, so they hold up no queue. A filesystem whose other handlers may block should give each
     entry its own thread (``queue_threads=2``): a handler that blocks then holds up only its own entry. In a burst of
     requests a queue thread polls for the next one for up to ``busy_poll_us`` microseconds after each reply,
-    yielding its CPU, before it sleeps (0: never poll); see ``rings``.
+    yielding its CPU, before it sleeps (0: never poll); see ``uring_queues``.
     """
 
     def __init__(
@@ -76,8 +58,8 @@ class Session:
         mountpoint: str,
         options: MountOptions | None = None,
         *,
-        passthrough: bool = True,
-        max_stack_depth: int = 1,
+        passthrough: backing.Asked = "auto",
+        max_stack_depth: int | None = None,
         threads: int = 2,
         max_write: int = 1 << 20,
         cache_symlinks: bool = True,
@@ -86,37 +68,32 @@ class Session:
         io_uring: bool = False,
         queue_threads: int = 1,
         ring_depth: int | None = None,
-        busy_poll_us: int = rings.BUSY_POLL_US,
+        busy_poll_us: int = uring_queues.BUSY_POLL_US,
     ) -> None:
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
         self.options = options or MountOptions()
-        self.passthrough_requested = passthrough
+        self.passthrough_requested = bool(passthrough)
+        #: passthrough asked of the kernel or not (and why not), and the stacking depth
+        self.policy = backing.policy(passthrough, ops.backing_source, max_stack_depth)
         self.threads = max(1, threads)
         self.auto_unmount = auto_unmount
-        want = BASE_FLAGS
-        if cache_symlinks:
-            want |= InitFlag.CACHE_SYMLINKS
-        if auto_inval_data:
-            want |= InitFlag.AUTO_INVAL_DATA
-        if passthrough:
-            want |= InitFlag.PASSTHROUGH
-        if io_uring and rings.usable(quiet=True):
-            want |= InitFlag.OVER_IO_URING
+        want = protocol.wanted_flags(
+            cache_symlinks=cache_symlinks,
+            auto_inval_data=auto_inval_data,
+            passthrough=self.policy.wanted,
+            io_uring=io_uring and uring_queues.usable(quiet=True),
+            clears_setid_bits=ops.clears_setid_bits,
+            posix_acl=ops.posix_acl,
+            applies_umask=ops.applies_umask,
+            export_support=ops.export_support,
+        )
         self.queue_threads = max(1, queue_threads)
         self.busy_poll_us = max(0, busy_poll_us)
         self.ring_depth = max(1, ring_depth or 2 // self.queue_threads)  # default: two entries per queue in all
-        self._queues: list[tuple[rings.Queue, list[int]]] = []  # with the counters of the thread serving it
-        self._pools: list[ThreadPoolExecutor] = []  # per CPU queue, for its slow requests
-        if ops.clears_setid_bits:
-            want |= InitFlag.HANDLE_KILLPRIV_V2
-        if ops.posix_acl:
-            want |= InitFlag.POSIX_ACL
-        if ops.applies_umask:
-            want |= InitFlag.DONT_MASK
-        if ops.export_support:
-            want |= InitFlag.EXPORT_SUPPORT
-        self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=max_stack_depth)
+        self._queues: list[tuple[uring_queues.Queue, list[int]]] = []  # with the counters of the thread serving it
+        self._pools: list[Executor] = []  # per CPU queue, for its slow requests
+        self.config = protocol.InitConfig(want=want, max_write=max_write, max_stack_depth=self.policy.max_stack_depth)
         self.fd = -1
         self.dev = 0
         self.registry: BackingRegistry | None = None
@@ -129,7 +106,7 @@ class Session:
         self._event_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: LoopThread | None = None
         self.started_at = time.time()
-        self.debug = trace.isEnabledFor(logging.DEBUG)
+        self._initialized = False
         #: helper threads for requests whose handlers would wait on a user (WouldBlock)
         self.blocking = BlockingPool()
 
@@ -138,9 +115,8 @@ class Session:
         self.fd = mount(self.mountpoint, self.options)
         entry = find_mount(self.mountpoint)
         self.dev = entry.dev if entry else 0
-        self.registry = BackingRegistry(self.fd, enabled=False)
-        self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config)
-        self.dispatcher.on_interrupt = self.blocking.interrupt
+        self.registry = BackingRegistry(self.fd, reason=self.policy.reason)
+        self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config, self.blocking)
         self.dispatcher.notify = self._notify
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
@@ -261,13 +237,25 @@ class Session:
     def _clone_fd(self) -> int:
         fd = os.open("/dev/fuse", os.O_RDWR | os.O_CLOEXEC)
         try:
-            fcntl.ioctl(fd, abi.FUSE_DEV_IOC_CLONE, abi.BACKING_ID.pack(self.fd))
+            fcntl.ioctl(fd, abi.FUSE_DEV_IOC_CLONE, abi.CLONE_FD.pack(self.fd))
         except OSError:
             os.close(fd)
             raise
         return fd
 
     # ---- introspection
+    @property
+    def passthrough(self) -> bool:
+        """Whether the kernel serves passthrough opens' data from their backing files on this mount."""
+        return self.registry is not None and self.registry.enabled
+
+    @property
+    def passthrough_reason(self) -> str | None:
+        """Why passthrough is off (None while it is on)."""
+        if self.registry is None:
+            return self.policy.reason or "not mounted yet"
+        return None if self.registry.enabled else self.registry.disabled_reason
+
     def request_counts(self) -> dict[str, int]:
         total = [0] * (abi.MAX_OPCODE + 1)
         for counts in self._counts:
@@ -282,11 +270,9 @@ class Session:
             "mountpoint": self.mountpoint,
             "pid": os.getpid(),
             "uptime_s": round(time.time() - self.started_at, 3),
-            "passthrough": bool(registry and registry.enabled),
+            "passthrough": self.passthrough,
             "passthrough_requested": self.passthrough_requested,
-            "passthrough_unavailable_reason": (
-                None if registry is None or registry.enabled else registry.disabled_reason
-            ),
+            "passthrough_unavailable_reason": self.passthrough_reason,
             "fallback_opens": registry.fallback_opens if registry else 0,
             "protocol": f"{neg.kernel_major}.{neg.minor}" if neg else None,
             "kernel_protocol": f"{neg.kernel_major}.{neg.kernel_minor}" if neg else None,
@@ -349,13 +335,13 @@ class Session:
             self.unmount()
 
     def _loop(self, fd: int, counts: list[int]) -> None:
+        """Read a request, hand it to the dispatcher, write its reply: until the connection ends."""
         assert self.dispatcher is not None
         view = buffers.request_buffer(self.config.max_write)
         bufs = [view]
         out = memoryview(buffers.page_buffer(self.config.max_write))  # reply payloads put in place (READ)
-        readv, write, writev = os.readv, os.write, os.writev
-        decode = protocol.decode
-        debug = self.debug
+        readv = os.readv
+        handle = self.dispatcher.handle
         while True:
             try:
                 n = readv(fd, bufs)
@@ -367,112 +353,34 @@ class Session:
                 raise
             if n == 0:
                 return  # /dev/fuse never reads empty; a socket standing in for it (tests) has closed
-            started = time.perf_counter() if debug else 0.0
-            try:
-                req = decode(view[:n])
-            except protocol.ProtocolError as e:
-                self._answer_malformed(fd, view[:n], e)
-                continue
-            req.out = out
-            reply = self._respond(req, counts, started)
+            reply = handle(view[:n], out, counts)
             if reply is None:
                 continue
-            if reply is DEFERRED:
-                req.out = None  # this worker's buffer serves its next request
-                if self.blocking.submit(functools.partial(self._respond_deferred, fd, req)):
+            if type(reply) is Later:
+                if self.blocking.submit(functools.partial(self._finish, fd, reply)):
                     continue
-                reply = protocol.reply_error(req.unique, errno.EWOULDBLOCK)
-            try:
-                if type(reply) is list:
-                    writev(fd, reply)
-                else:
-                    write(fd, reply)
-            except OSError as e:
-                if e.errno == errno.ENOENT:
-                    continue  # the request was interrupted or the connection aborted: benign
-                if e.errno in _END_ERRNOS:
-                    return
-                log.error("reply to %r rejected: %s", req, e)
-            if req.opcode == Opcode.INIT:
+                reply = protocol.reply_error(reply.request.unique, errno.EWOULDBLOCK)
+            if not _write(fd, reply):
+                return
+            if not self._initialized and self.dispatcher.negotiated is not None:
                 self._after_init()
 
-    def _respond(self, req: protocol.Request, counts: list[int], started: float) -> Any:
-        """Run the handler of ``req``; the reply message (bytes, or a list of buffers whose first is the header), or
-        None when the request takes no reply."""
-        table = self.dispatcher.table  # type: ignore[union-attr]
-        opcode = req.opcode
-        known = opcode < len(table)
-        counts[opcode if known else 0] += 1
-        handler = table[opcode] if known else None
-        error = 0
-        try:
-            if handler is None:
-                if opcode in protocol.NO_REPLY:
-                    return None
-                raise FUSEError(_UNSUPPORTED_ERRNO)
-            if req.blocking:
-                with self.blocking.running(req.unique):
-                    payload = handler(req)
-            else:
-                payload = handler(req)
-        except WouldBlock:
-            if not req.blocking and opcode != Opcode.WRITE:
-                return DEFERRED
-            error = errno.EWOULDBLOCK
-        except FUSEError as e:
-            error = e.errno
-        except OSError as e:
-            error = e.errno or errno.EIO
-        except Exception:
-            log.exception("handler for %r failed", req)
-            error = errno.EIO
-        if self.debug:
-            self._trace(req, error, started)
-        if error:
-            return protocol.reply_error(req.unique, error)
-        if payload is NO_REPLY:
-            return None
-        if payload is None:
-            return protocol.reply_empty(req.unique)
-        if type(payload) is list:
-            payload.insert(0, protocol.reply_header(req.unique, sum(map(len, payload))))
-            return payload
-        if type(payload) is int:  # in place in req.out
-            return [protocol.reply_header(req.unique, payload), req.out[:payload]]  # type: ignore[index]
-        return protocol.reply_bytes(req.unique, payload)
-
-    def _respond_deferred(self, fd: int, req: protocol.Request) -> None:
+    def _finish(self, fd: int, later: Later) -> None:
         """On a helper thread: serve a request whose handler would have waited, and write its reply."""
-        req.blocking = True
-        reply = self._respond(req, _UNCOUNTED, time.perf_counter() if self.debug else 0.0)
-        if reply is None:
-            return
-        try:
-            if type(reply) is list:
-                os.writev(fd, reply)
-            else:
-                os.write(fd, reply)
-        except OSError as e:
-            if e.errno not in (errno.ENOENT, *_END_ERRNOS):
-                log.error("reply to %r rejected: %s", req, e)
-
-    def _answer_malformed(self, fd: int, data: memoryview, e: Exception) -> None:
-        log.error("malformed request (%d bytes): %s", len(data), e)
-        head = protocol.peek_header(data)
-        if head is None or head[0] in protocol.NO_REPLY:
-            return
-        try:
-            os.write(fd, protocol.reply_error(head[1], errno.EIO))
-        except OSError:
-            pass
+        reply = self.dispatcher.finish(later)  # type: ignore[union-attr]
+        if reply is not None:
+            _write(fd, reply)
 
     def _after_init(self) -> None:
+        """Once INIT is answered (by the one worker that read it: the kernel sends nothing else before)."""
+        self._initialized = True
         neg = self.dispatcher.negotiated if self.dispatcher else None
         if neg is None:
             return
         for problem in neg.errors:
             log.error("INIT: %s", problem)
-        self._raise_readahead(neg)
+        # The kernel starts a FUSE mount's readahead at 128 KiB, and INIT can only lower it.
+        raise_readahead(self.dev, min(self.config.max_readahead, neg.max_pages * abi.PAGE_SIZE) // 1024)
         uring = neg.has(InitFlag.OVER_IO_URING)
         if uring:
             self._start_queues(neg)
@@ -481,63 +389,37 @@ class Session:
             neg.minor,
             neg.kernel_minor,
             "on" if neg.passthrough else "off",
-            f"io_uring ({rings.possible_cpus()} queues, {self.queue_threads} threads each)" if uring else "/dev/fuse",
+            f"io_uring ({uring_queues.possible_cpus()} queues, {self.queue_threads} threads each)"
+            if uring else "/dev/fuse",
         )
 
-    def _raise_readahead(self, neg: protocol.Negotiated) -> None:
-        """The kernel starts a FUSE mount's readahead at 128 KiB, and INIT can only lower it: a root daemon raises
-        it on the mount's bdi, so userspace reads of a sequential reader arrive max_pages at a time (8x fewer READ
-        requests at 1 MiB). Passthrough files read ahead on their backing file's device instead."""
-        want_kb = min(self.config.max_readahead, neg.max_pages * protocol.PAGE_SIZE) // 1024
-        path = f"/sys/class/bdi/{os.major(self.dev)}:{os.minor(self.dev)}/read_ahead_kb"
-        try:
-            with open(path, "r+") as f:
-                if int(f.read()) < want_kb:
-                    f.seek(0)
-                    f.write(f"{want_kb}\n")
-        except (OSError, ValueError) as e:
-            log.debug("readahead stays as the kernel set it: %s", e)
-
     def _start_queues(self, neg: protocol.Negotiated) -> None:
-        """After INIT, if the kernel took OVER_IO_URING: the pinned threads of every queue. Until every queue has an
-        entry the kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
-        payload = max(neg.max_write, neg.max_pages * protocol.PAGE_SIZE)
-        last_wake = [0]  # shared by the queues: see rings.Queue.last_wake
-        for qid in range(rings.possible_cpus()):
-            # Pinned like the queue: handing a request over and back then wakes no other CPU.
-            pool = ThreadPoolExecutor(_POOL_THREADS, f"shuntfs-slow{qid}", rings.pin_to, (qid,))
-            self._pools.append(pool)
-            for k in range(self.queue_threads):
-                queue = rings.Queue(
-                    self.fd, qid, self.ring_depth, payload, pool, self.busy_poll_us * 1000, last_wake, self.blocking
-                )
-                self._queues.append((queue, self._spawn(self._run_queue, queue, f"shuntfs-q{qid}.{k}")))
+        """After INIT, if the kernel took OVER_IO_URING: a thread for each queue share uring_queues makes."""
+        queues, self._pools = uring_queues.make_queues(
+            self.fd, neg, self.queue_threads, self.ring_depth, self.busy_poll_us, self.blocking
+        )
+        for n, queue in enumerate(queues):
+            name = f"shuntfs-q{queue.qid}.{n % self.queue_threads}"
+            self._queues.append((queue, self._spawn(self._run_queue, queue, name)))
 
-    def _run_queue(self, queue: rings.Queue, counts: list[int]) -> None:
+    def _run_queue(self, queue: uring_queues.Queue, counts: list[int]) -> None:
         try:
-            queue.serve(self._respond, counts, self.debug)
+            queue.serve(self.dispatcher, counts)  # type: ignore[arg-type]
         except Exception:
             log.exception("io_uring queue %d failed; unmounting", queue.qid)
             self.unmount()
 
-    def _trace(self, req: protocol.Request, error: int, started: float) -> None:
-        took = (time.perf_counter() - started) * 1e6
-        result = "OK" if not error else f"{errno.errorcode.get(error, error)}"
-        trace.debug(
-            "unique=%d %s nodeid=%d uid=%d pid=%d %s -> %s (%.0f us)",
-            req.unique,
-            abi.OPCODE_NAMES.get(req.opcode, req.opcode),
-            req.nodeid,
-            req.uid,
-            req.pid,
-            _short(req.arg),
-            result,
-            took,
-        )
 
-
-def _short(arg: Any) -> str:
-    if isinstance(arg, protocol.Write):
-        return f"fh={arg.fh} offset={arg.offset} size={arg.size}"
-    text = repr(arg)
-    return text if len(text) < 160 else text[:157] + "..."
+def _write(fd: int, reply: Reply) -> bool:
+    """Write one reply; False once the connection has ended."""
+    try:
+        if type(reply) is list:
+            os.writev(fd, reply)
+        else:
+            os.write(fd, reply)  # type: ignore[arg-type]
+    except OSError as e:
+        if e.errno in _END_ERRNOS:
+            return False
+        if e.errno != errno.ENOENT:  # ENOENT: the request was interrupted or the connection aborted: benign
+            log.error("reply rejected: %s", e)
+    return True

@@ -178,6 +178,15 @@ def test_stats_names_opcodes_and_protocol(mount_factory):
     assert stats["requests"].get("READDIRPLUS", 0) + stats["requests"].get("READDIR", 0) > 0
     out = subprocess.run(["shuntfs-ctl", "stats", str(m.mnt)], capture_output=True, text=True)
     assert out.returncode == 0 and '"passthrough": true' in out.stdout
+    # piped into a reader that has stopped reading (head, say): quietly
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        piped = subprocess.run(["shuntfs-ctl", "stats", str(m.mnt)], stdout=write_end, stderr=subprocess.PIPE,
+                               text=True)
+    finally:
+        os.close(write_end)
+    assert (piped.returncode, piped.stderr) == (0, "")
 
 
 def test_ctl_on_something_else_fails_cleanly(tree):

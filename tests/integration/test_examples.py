@@ -141,3 +141,17 @@ def test_lazyfs_fetches_once_then_passes_through(workdir):
     report = json.loads(served.out)
     assert report["fetched"] == 2 and report["passthrough"] is True
     assert report["requests"].get("READ", 0) == 0  # 9 MiB read through the mount, none of it through the daemon
+
+
+def test_the_readme_example_runs_as_written(workdir):
+    """The library example on the README's first pages, copied out of it verbatim."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    code = readme.split("```python\n", 1)[1].split("```", 1)[0]
+    script = workdir / "onefile.py"
+    script.write_text(code)
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    with serving([sys.executable, str(script), str(mnt)], mnt) as served:
+        assert os.listdir(mnt) == ["hello"]
+        assert (mnt / "hello").read_bytes() == Path("/etc/os-release").read_bytes()
+    assert served.out.split() == ["True", "0"]  # passthrough on, and no READ reached the daemon

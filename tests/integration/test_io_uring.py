@@ -16,18 +16,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from shuntfs import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, Operations, Session, rings
+from shuntfs import ROOT_INODE, EntryAttributes, FileInfo, FUSEError, Operations, Session, uring_queues
 from shuntfs.mount import find_mount
 
 from .conftest import wait_for
 from .test_passthrough import _exercise
 
-HAS_URING = rings.kernel_allows() is not None
+HAS_URING = uring_queues.kernel_allows() is not None
 
 
 def queue_counts(m) -> list[int]:
     """Requests served per qid (each queue may have several threads)."""
-    counts = [0] * rings.possible_cpus()
+    counts = [0] * uring_queues.possible_cpus()
     for q in m.stats()["io_uring_queues"]:
         counts[q["qid"]] += q["requests"]
     return counts
@@ -41,7 +41,7 @@ def test_default_mount_serves_over_one_queue_per_cpu(mount_factory):
         pytest.fail("this kernel has no FUSE over io_uring: the fallback is proven above, the feature is not")
     assert stats["transport"] == "io_uring"
     assert "OVER_IO_URING" in stats["capabilities"]
-    assert sorted({q["qid"] for q in stats["io_uring_queues"]}) == list(range(rings.possible_cpus()))
+    assert sorted({q["qid"] for q in stats["io_uring_queues"]}) == list(range(uring_queues.possible_cpus()))
     assert all(q["error"] is None for q in stats["io_uring_queues"])
     for i in range(50):
         (m.source / f"f{i}").write_text("x")
@@ -178,7 +178,7 @@ class Blocking(Operations):
 @contextlib.contextmanager
 def serving_over_io_uring(ops: Operations, mnt, **options) -> Iterator[Session]:
     """A library session on ``mnt`` whose requests come over io_uring; unmounted and reaped on the way out."""
-    assert rings.usable()
+    assert uring_queues.usable()
     session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=True, **options)
     session.mount()
     session.start()
@@ -195,7 +195,8 @@ def serving_over_io_uring(ops: Operations, mnt, **options) -> Iterator[Session]:
 @pytest.mark.parametrize("queue_threads", [2, 1])
 def test_a_blocked_handler_and_its_cpus_queue(tree, queue_threads):
     """With two threads per queue a request from the CPU of a blocked handler is served at once; with one (the
-    default), it waits for the blocked one: the documented price, paid only by handlers outside SLOW_OPCODES."""
+    default), it waits for the blocked one: the documented price, paid only by handlers of opcodes the table does
+    not mark slow."""
     _src, mnt = tree
     ops = Blocking()
     slow = fast = None

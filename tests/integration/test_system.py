@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shuntfs.ctl import query
+from shuntfs.control_client import query
 from shuntfs.mount import find_mount
 
 from .conftest import MODES, NOBODY, _pid_alive, as_user, user_python, wait_for

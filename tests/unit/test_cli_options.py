@@ -102,3 +102,19 @@ def test_mount_words_set_and_clear_flags_in_order():
     assert mount_flags(["relatime", "noatime"], base) == base | MS_NOATIME
     assert mount_flags(["noatime", "strictatime"], base) == base | MS_STRICTATIME
     assert mount_flags(["noexec", "relatime"], 0) == MS_NOEXEC | MS_RELATIME
+
+
+def test_one_table_parses_and_documents_every_option():
+    from pathlib import Path
+
+    from shuntfs.options import OPTIONS, help_text
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    text = help_text()
+    for option in OPTIONS:
+        assert f"  {option.usage} " in text
+        assert f"`-o {option.name}" in readme or f"`{option.name}`" in readme, option.name
+        word = option.name if option.takes is None else f"{option.name}=" + option.takes.split("|")[-1].replace(
+            "N", "1")
+        if option.name != "remount":
+            parse_args(["-o", word, "s", "m"])  # each parses as its help says

@@ -126,10 +126,11 @@ def test_readdirplus_does_not_look_up_what_does_not_fit():
 
 def test_xattr_size_protocol():
     d = make(Fake())
-    assert d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 0))) == struct.pack("<I4x", 5)
-    assert d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 100))) == b"value"
+    size_asked = req(Opcode.GETXATTR, protocol.Getxattr(name=b"user.x", size=0))
+    assert d.table[Opcode.GETXATTR](size_asked) == struct.pack("<I4x", 5)
+    assert d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(name=b"user.x", size=100))) == b"value"
     with pytest.raises(FUSEError) as e:
-        d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(b"user.x", 2)))
+        d.table[Opcode.GETXATTR](req(Opcode.GETXATTR, protocol.Getxattr(name=b"user.x", size=2)))
     assert e.value.errno == errno.ERANGE
 
 
@@ -154,10 +155,11 @@ def test_passthrough_fd_is_served_in_userspace_when_passthrough_is_off(tmp_path)
         assert flags & abi.OpenFlag.KEEP_CACHE
         data = d.table[Opcode.READ](req(Opcode.READ, protocol.Read(kfh, 2, 4, 0, 0, 0), nodeid=9))
         assert b"".join(data) == b"2345"
-        # given room for the reply, the data goes there and the handler answers with its size
+        # given room for the reply, the data goes there and the handler answers with a view of it
         placed = req(Opcode.READ, protocol.Read(kfh, 6, 100, 0, 0, 0), nodeid=9)
         placed.out = memoryview(bytearray(100))
-        assert d.table[Opcode.READ](placed) == 4 and placed.out[:4] == b"6789"
+        answer = d.table[Opcode.READ](placed)
+        assert answer == b"6789" and answer.obj is placed.out.obj
         view = memoryview(b"AB")
         written = d.table[Opcode.WRITE](req(Opcode.WRITE, protocol.Write(kfh, 0, 2, 0, 0, 0, view), nodeid=9))
         assert written == protocol.write_out(2)
@@ -216,7 +218,7 @@ def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o755
         assert path.read_bytes() == b"AA23"
         d.table[Opcode.RELEASE](req(Opcode.RELEASE, protocol.Release(kfh, 0, 0, 0), nodeid=9))
-        empty = protocol.Setattr(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        empty = protocol.Setattr(None, None, None, None, None, None, None, None, False, True)
         for uid in (0, 1000):
             d.table[Opcode.SETATTR](protocol.Request(Opcode.SETATTR, 3, 9, uid, 1000, 1, empty))
             assert ops.setattr_fields[-1].kill_suidgid is True
@@ -226,3 +228,83 @@ def test_killpriv_v2_duties_for_passthrough_fd_files(tmp_path):
     finally:
         os.close(fd)
         os.close(not_fuse)
+
+
+# ---- the whole request-to-reply path, on bytes
+
+
+def raw(opcode: int, body: bytes = b"", unique: int = 7, nodeid: int = 1) -> memoryview:
+    return memoryview(abi.IN_HEADER.pack(abi.IN_HEADER.size + len(body), opcode, unique, nodeid, 0, 0, 1, 0, 0)
+                      + body)
+
+
+def message(reply) -> bytes:
+    return b"".join(bytes(part) for part in reply) if isinstance(reply, list) else reply
+
+
+def test_handle_turns_request_bytes_into_reply_bytes():
+    d = make(Fake())
+    counts = [0] * (abi.MAX_OPCODE + 1)
+    reply = message(d.handle(raw(Opcode.LOOKUP, b"name\0"), None, counts))
+    length, error, unique = abi.OUT_HEADER.unpack_from(reply)
+    assert (length, error, unique) == (16 + abi.ENTRY_OUT.size, 0, 7) == (len(reply), 0, 7)
+    assert abi.ENTRY_OUT.unpack_from(reply, 16)[0] == 101  # the node id the handler gave
+    # an error, an opcode without a handler, a request that takes no reply, and bytes that do not decode
+    assert abi.OUT_HEADER.unpack(d.handle(raw(Opcode.LOOKUP, b"gone\0"), None, counts)) == (16, -errno.ENOENT, 7)
+    assert abi.OUT_HEADER.unpack(d.handle(raw(Opcode.GETLK, bytes(40)), None, counts)) == (16, -errno.ENOSYS, 7)
+    assert d.handle(raw(Opcode.FORGET, struct.pack("<Q", 1)), None, counts) is None
+    assert abi.OUT_HEADER.unpack(d.handle(raw(Opcode.LOOKUP, b"no NUL"), None, counts)) == (16, -errno.EIO, 7)
+    assert d.handle(memoryview(b"short"), None, counts) is None
+    assert (counts[Opcode.LOOKUP], counts[Opcode.GETLK], counts[Opcode.FORGET]) == (2, 1, 1)  # decoded ones
+
+
+def test_handle_reads_into_the_transports_buffer(tmp_path):
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        d = make(Fake(fd))
+        counts = [0] * (abi.MAX_OPCODE + 1)
+        kfh = struct.unpack_from("<Q", message(d.handle(raw(Opcode.OPEN, struct.pack("<II", 2, 0)), None, counts)),
+                                 16)[0]
+        out = memoryview(bytearray(4096))
+        reply = d.handle(raw(Opcode.READ, abi.READ_IN.pack(kfh, 3, 4, 0, 0, 0)), out, counts)
+        assert isinstance(reply, list) and reply[1].obj is out.obj  # the data was read in place, not copied
+        assert message(reply)[16:] == b"3456"
+    finally:
+        os.close(fd)
+
+
+def test_handle_hands_off_what_may_block():
+    from shuntfs.dispatch import Later
+    from shuntfs.operations import WouldBlock
+
+    class Waits(Fake):
+        def lookup(self, parent, name, ctx):
+            if not ctx.may_block:
+                raise WouldBlock()
+            return super().lookup(parent, name, ctx)
+
+        def fsyncdir(self, fh, datasync):
+            pass
+
+    d = make(Waits())
+    counts = [0] * (abi.MAX_OPCODE + 1)
+    later = d.handle(raw(Opcode.LOOKUP, b"a\0"), None, counts)
+    assert isinstance(later, Later) and later.waits
+    assert abi.OUT_HEADER.unpack_from(message(d.finish(later)))[1] == 0  # on a helper, where it may wait
+    slow = d.handle(raw(Opcode.FSYNCDIR, abi.FSYNC_IN.pack(1, 0)), None, counts, handoff=True)
+    assert isinstance(slow, Later) and not slow.waits
+    assert d.finish(slow) == protocol.reply_empty(7)
+    assert counts[Opcode.LOOKUP] == 1 and counts[Opcode.FSYNCDIR] == 1  # counted once, where they arrived
+
+
+def test_the_opcode_table_covers_every_opcode():
+    d = make(Fake())
+    for opcode in Opcode:
+        info = protocol.OPCODES[opcode]
+        assert info.opcode == opcode and info.name == opcode.name
+        assert (d.table[opcode] is None) == (info.handler == "")
+    assert protocol.NO_REPLY == {Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.NOTIFY_REPLY}
+    assert {info.name for info in protocol.OPCODES if info.slow} == {
+        "FSYNC", "FSYNCDIR", "FLUSH", "FALLOCATE", "COPY_FILE_RANGE", "COPY_FILE_RANGE_64"}

@@ -23,7 +23,7 @@ def test_wheel_and_sdist(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "shuntfs/py.typed" in names and "shuntfs/aio.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    for script in ("shuntfs = shuntfs.cli:main", "shuntfs-ctl = shuntfs.ctl:main",
+    for script in ("shuntfs = shuntfs.cli:main", "shuntfs-ctl = shuntfs.control_client:main",
                    "mount.fuse.shuntfs = shuntfs.cli:mount_helper"):
         assert script in entry_points
     members = tarfile.open(sdist).getnames()

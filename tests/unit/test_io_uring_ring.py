@@ -12,13 +12,13 @@ import time
 
 import pytest
 
-from shuntfs import uring
+from shuntfs import io_uring
 
-pytestmark = pytest.mark.skipif(not uring.supported_arch(), reason="the ring is implemented for x86-64 only")
+pytestmark = pytest.mark.skipif(not io_uring.supported_arch(), reason="the ring is implemented for x86-64 only")
 
 
 def test_commands_complete_with_their_user_data_across_many_wraps():
-    ring = uring.Ring(4, uring.SETUP_SQE128)
+    ring = io_uring.Ring(4, io_uring.SETUP_SQE128)
     r, w = os.pipe()
     try:
         seen = []
@@ -36,7 +36,7 @@ def test_commands_complete_with_their_user_data_across_many_wraps():
 
 
 def test_more_commands_than_the_sq_ring_holds_are_submitted_on_the_way():
-    ring = uring.Ring(2, uring.SETUP_SQE128)
+    ring = io_uring.Ring(2, io_uring.SETUP_SQE128)
     r, w = os.pipe()
     try:
         for i in range(3):  # the third finds the SQ ring full and submits the first two itself
@@ -54,7 +54,7 @@ def test_more_commands_than_the_sq_ring_holds_are_submitted_on_the_way():
 
 
 def test_close_releases_the_fd():
-    ring = uring.Ring(2, uring.SETUP_SQE128)
+    ring = io_uring.Ring(2, io_uring.SETUP_SQE128)
     fd = ring.fd
     ring.close()
     assert ring.fd == -1
@@ -62,7 +62,7 @@ def test_close_releases_the_fd():
         os.fstat(fd)
 
 
-def _eventfd_read(ring: uring.Ring, user_data: int) -> tuple[int, ctypes.Array]:
+def _eventfd_read(ring: io_uring.Ring, user_data: int) -> tuple[int, ctypes.Array]:
     fd = os.eventfd(0, os.EFD_CLOEXEC)
     buf = ctypes.create_string_buffer(8)
     ring.put_read(fd, ctypes.addressof(buf), 8, user_data)
@@ -70,7 +70,7 @@ def _eventfd_read(ring: uring.Ring, user_data: int) -> tuple[int, ctypes.Array]:
 
 
 def test_wait_finds_a_completion_while_polling():
-    ring = uring.Ring(2, uring.SETUP_SQE128)
+    ring = io_uring.Ring(2, io_uring.SETUP_SQE128)
     fd, _buf = _eventfd_read(ring, 7)
     writer = threading.Timer(0.002, os.eventfd_write, (fd, 1))
     try:
@@ -87,7 +87,7 @@ def test_wait_finds_a_completion_while_polling():
 
 
 def test_wait_sleeps_once_the_poll_runs_out_and_at_once_without_one():
-    ring = uring.Ring(2, uring.SETUP_SQE128)
+    ring = io_uring.Ring(2, io_uring.SETUP_SQE128)
     fd, buf = _eventfd_read(ring, 8)
     writers = [threading.Timer(0.05, os.eventfd_write, (fd, 1)), threading.Timer(0.01, os.eventfd_write, (fd, 1))]
     try:

@@ -1,18 +1,8 @@
 """FUSE over io_uring: one queue per possible CPU, each a ring of entries served by a thread pinned to that CPU.
 
-The kernel puts a request on the queue of the CPU its caller runs on. With the serving thread pinned to that CPU, the
-caller and the daemon hand that CPU to each other, where /dev/fuse wakes whichever reader waits, often on the other
-CPU; that cross-CPU wake-up was half of a metadata round trip on our 2-CPU VM. INIT, FORGET, INTERRUPT and
-notifications stay on /dev/fuse, so the /dev/fuse workers keep running beside the queues.
-
-In a burst of requests (the session's queues woke less than BURST_GAPS poll budgets apart), a queue thread polls
-its ring for up to ``busy_poll_ns`` after a reply, yielding its CPU to whoever wants it, before it sleeps. The reply
-wakes the caller while the queue thread still runs on the caller's CPU, so the scheduler looks for an idle CPU for
-the caller, and takes the one it ran on before if that one is idle. A caller served alternately by two queues then
-moves at every request, and each move wakes a halted CPU: on our VM, tar ran at half speed in that state. A queue
-thread that is still polling keeps its CPU from looking idle, so the caller stays where it is, and a request that
-comes back within the budget finds its thread awake. Outside bursts (a streaming caller copying a megabyte per
-request, an idle mount) the thread sleeps at once, as polling would only burn CPU there.
+Pinned, the thread and the callers of its CPU hand that CPU to each other instead of waking another. In a burst of
+requests a queue thread polls its ring briefly after a reply before it sleeps, so callers stay on their CPU. INIT,
+FORGET, INTERRUPT and notifications stay on /dev/fuse. docs/internals.md tells why, with the measurements.
 """
 
 from __future__ import annotations
@@ -24,18 +14,16 @@ import logging
 import os
 import threading
 import time
-from concurrent.futures import Executor
-from typing import Any, Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any
 
-from . import abi, buffers, protocol, uring
-from .abi import Opcode
-from .blocking import DEFERRED, BlockingPool
+from . import abi, buffers, io_uring, protocol
+from .blocking import BlockingPool
+from .dispatch import Dispatcher, Later
 
 log = logging.getLogger("shuntfs")
 
 _PARAMETER = "/sys/module/fuse/parameters/enable_uring"
-
-Respond = Callable[[protocol.Request, list, float], Any]
 
 
 def kernel_allows() -> bool | None:
@@ -58,7 +46,7 @@ def usable(quiet: bool = False) -> bool:
     only lets servers opt in, so other FUSE servers are unaffected."""
     say = log.info if quiet else log.warning
     allowed = kernel_allows()
-    if allowed is None or not uring.supported_arch():
+    if allowed is None or not io_uring.supported_arch():
         say("io_uring: this kernel or machine has no FUSE over io_uring; using /dev/fuse")
         return False
     if not allowed:
@@ -114,27 +102,44 @@ class Entry:
         self.out = self.view[protocol.RING_PAYLOAD : protocol.RING_PAYLOAD + payload_size]  # Request.out
 
 
-#: Requests whose handlers may block for long (a disk flush, a large copy): with ``handoff``, a pool serves them, so
-#: they hold up neither the queue thread nor the other entries of its CPU's queue.
-SLOW_OPCODES = frozenset(
-    {Opcode.FSYNC, Opcode.FSYNCDIR, Opcode.FLUSH, Opcode.FALLOCATE, Opcode.COPY_FILE_RANGE, Opcode.COPY_FILE_RANGE_64}
-)
 #: the default poll budget of a queue thread, in microseconds (Session's busy_poll_us, the CLI's -o busy_poll)
 BUSY_POLL_US = 50
 #: a queue polls after a request when the session's queues woke less than this many poll budgets apart
 BURST_GAPS = 4
 _WAKE = 1 << 63  # user_data of the eventfd read; entries use their index
-_UNCOUNTED = [0] * (abi.MAX_OPCODE + 1)  # the pool's respond() counts here: the queue thread already counted
+
+
+#: per CPU queue, threads of the pool that serves its slow requests (fsync and the like): how many may block at once
+POOL_THREADS = 2
+
+
+def make_queues(
+    devfd: int, neg: protocol.Negotiated, threads: int, depth: int, busy_poll_us: int, blocking: BlockingPool
+) -> tuple[list[Queue], list[Executor]]:
+    """After INIT, if the kernel took OVER_IO_URING: ``threads`` queue shares per possible CPU, each to be served by
+    a thread of its own (Queue.serve), and each CPU's pool for slow requests. Until every queue has an entry the
+    kernel holds new requests back; if registering fails it returns to /dev/fuse by itself."""
+    payload = max(neg.max_write, neg.max_pages * abi.PAGE_SIZE)
+    last_wake = [0]  # shared by the queues: see Queue.last_wake
+    queues: list[Queue] = []
+    pools: list[Executor] = []
+    for qid in range(possible_cpus()):
+        # Pinned like the queue: handing a request over and back then wakes no other CPU.
+        pool = ThreadPoolExecutor(POOL_THREADS, f"shuntfs-slow{qid}", pin_to, (qid,))
+        pools.append(pool)
+        queues += [Queue(devfd, qid, depth, payload, pool, busy_poll_us * 1000, last_wake, blocking)
+                   for _ in range(threads)]
+    return queues, pools
 
 
 class Queue:
     """One thread's share of queue ``qid`` of the connection on ``devfd``: a ring of ``depth`` entries, served by
     the thread that calls serve(). Several may serve one qid; the kernel hands a request to any free entry.
 
-    With ``handoff`` (an executor), requests in SLOW_OPCODES run there; their replies come back to the queue thread,
-    which alone submits on its ring, through an eventfd that the ring reads. With ``blocking`` (a BlockingPool),
-    requests whose handlers would wait on a user (respond() answers DEFERRED) run again there and come back the
-    same way."""
+    With ``handoff`` (an executor), requests whose handlers may block for long (the opcode table's ``slow``) run
+    there; their replies come back to the queue thread, which alone submits on its ring, through an eventfd that the
+    ring reads. With ``blocking`` (a BlockingPool), requests whose handlers would wait on a user run there and come
+    back the same way."""
 
     def __init__(
         self,
@@ -165,20 +170,20 @@ class Queue:
         self.polled = 0
         self.missed = 0
         self.slept = 0
-        self._done: list[tuple[int, int, Any, bool]] = []  # (entry index, unique, reply, deferred) from the pools
+        self._done: list[tuple[int, int, Any, bool]] = []  # (entry index, unique, reply, waited) from the pools
         self._lock = threading.Lock()  # guards _done and _wake_fd between the pool and the queue thread
         self._wake_fd = -1
         self._wake_buf = ctypes.create_string_buffer(8)
 
-    def serve(self, respond: Respond, counts: list[int], debug: bool = False) -> None:
+    def serve(self, dispatcher: Dispatcher, counts: list[int]) -> None:
         """Register the entries and answer requests until the kernel ends them (unmount or abort)."""
         pin_to(self.qid)
         extra = self.blocking.threads if self.blocking is not None else 0
-        ring = uring.Ring(2 * (len(self.entries) + extra) + 2, uring.SETUP_SQE128)
+        ring = io_uring.Ring(2 * (len(self.entries) + extra) + 2, io_uring.SETUP_SQE128)
         try:
             if self.handoff is not None or self.blocking is not None:
                 self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC)
-            self._serve(ring, respond, counts, debug)
+            self._serve(ring, dispatcher, counts)
         finally:
             with self._lock:  # a pool thread may still be about to wake us: it checks the fd under the lock
                 if self._wake_fd >= 0:
@@ -186,7 +191,7 @@ class Queue:
                     self._wake_fd = -1
             ring.close()
 
-    def _serve(self, ring: uring.Ring, respond: Respond, counts: list[int], debug: bool) -> None:
+    def _serve(self, ring: io_uring.Ring, dispatcher: Dispatcher, counts: list[int]) -> None:
         devfd, qid, entries = self.devfd, self.qid, self.entries
         pack_cmd = abi.URING_CMD_REQ.pack
         put = ring.put_uring_cmd
@@ -196,10 +201,9 @@ class Queue:
         if self._wake_fd >= 0:
             ring.put_read(self._wake_fd, wake_addr, 8, _WAKE)
         handoff = self.handoff
-        slow = SLOW_OPCODES if handoff is not None else frozenset()
         live = len(entries)
         commit = abi.URING_CMD_COMMIT_AND_FETCH
-        decode, ring_request, ring_reply = protocol.decode, protocol.ring_request, protocol.ring_reply
+        handle, ring_request, ring_reply = dispatcher.handle, protocol.ring_request, protocol.ring_reply
 
         def finish(index: int, unique: int, reply: Any) -> None:
             view = entries[index].view
@@ -207,8 +211,6 @@ class Queue:
                 # Only FORGET and INTERRUPT take no reply and they come on /dev/fuse; an entry must be committed to
                 # take the next request, so anything else gets one.
                 reply = protocol.reply_error(unique, errno.ENOSYS)
-            elif reply is DEFERRED:  # a queue without a blocking pool: the handler may not wait
-                reply = protocol.reply_error(unique, errno.EWOULDBLOCK)
             try:
                 ring_reply(view, reply)
             except ValueError:
@@ -253,43 +255,43 @@ class Queue:
                     if -res not in (errno.ENOTCONN, errno.ECONNABORTED, errno.ENODEV):
                         log.error("io_uring queue %d: %s", qid, os.strerror(-res))
                     continue
-                started = time.perf_counter() if debug else 0.0
                 view = e.view
                 try:
-                    req = decode(ring_request(view))
+                    data = ring_request(view)
                 except protocol.ProtocolError as exc:
-                    log.error("malformed request in io_uring queue %d: %s", qid, exc)
+                    reply: Any = dispatcher.malformed(view, exc)
                     head = protocol.peek_header(view)
-                    unique = head[1] if head else 0
-                    reply: Any = protocol.reply_error(unique, errno.EIO)
-                else:
-                    unique = req.unique
-                    req.out = e.out
-                    if req.opcode in slow:
-                        counts[req.opcode] += 1
-                        handoff.submit(self._slow, respond, req, index, started)  # type: ignore[union-attr]
+                    finish(index, head[1] if head else 0, reply)
+                    continue
+                reply = handle(data, e.out, counts, handoff is not None)
+                if type(reply) is Later:
+                    req = reply.request
+                    if not reply.waits:
+                        handoff.submit(self._later, dispatcher, reply, index)  # type: ignore[union-attr]
                         continue
-                    reply = respond(req, counts, started)
-                    if reply is DEFERRED and self.blocking is not None:
-                        req.blocking = True
-                        if self.blocking.submit(functools.partial(self._slow, respond, req, index, started, True)):
-                            # The waiting request keeps its entry until it is answered: another takes its place.
-                            self.deferred += 1
-                            if len(entries) - self.deferred < self.depth:
-                                entries.append(Entry(max(self.payload_size, abi.URING_MIN_PAYLOAD)))
-                                put(devfd, abi.URING_CMD_REGISTER, entries[-1].iov_addr, 2, len(entries) - 1,
-                                    pack_cmd(0, 0, qid))
-                                live += 1
-                            continue
-                finish(index, unique, reply)
+                    if self.blocking is not None and self.blocking.submit(
+                        functools.partial(self._later, dispatcher, reply, index)
+                    ):
+                        # The waiting request keeps its entry until it is answered: another takes its place.
+                        self.deferred += 1
+                        if len(entries) - self.deferred < self.depth:
+                            entries.append(Entry(max(self.payload_size, abi.URING_MIN_PAYLOAD)))
+                            put(devfd, abi.URING_CMD_REGISTER, entries[-1].iov_addr, 2, len(entries) - 1,
+                                pack_cmd(0, 0, qid))
+                            live += 1
+                        continue
+                    reply = protocol.reply_error(req.unique, errno.EWOULDBLOCK)
+                finish(index, _unique(data), reply)
 
-    def _slow(
-        self, respond: Respond, req: protocol.Request, index: int, started: float, deferred: bool = False
-    ) -> None:
-        """In the pool: serve ``req`` and hand its reply to the queue thread."""
-        reply = respond(req, _UNCOUNTED, started)
+    def _later(self, dispatcher: Dispatcher, later: Later, index: int) -> None:
+        """In a pool: serve a request handed off, and give its reply to the queue thread."""
+        reply = dispatcher.finish(later)
         with self._lock:
             if self._wake_fd < 0:
                 return  # the queue has ended: the connection is gone, and so is the request
-            self._done.append((index, req.unique, reply, deferred))
+            self._done.append((index, later.request.unique, reply, later.waits))
             os.eventfd_write(self._wake_fd, 1)
+
+
+def _unique(data: memoryview) -> int:
+    return abi.IN_HEADER_START.unpack_from(data)[2]

@@ -11,7 +11,7 @@ import sys
 import threading
 from typing import Any
 
-from .control import CONTROL_XATTR, peer_credentials
+from .control_server import CONTROL_XATTR, peer_credentials
 from .mount import find_mount
 
 #: The most a daemon's answer may hold.
@@ -134,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     except (CtlError, OSError, ValueError) as e:
         print(f"shuntfs-ctl: {e}", file=sys.stderr)
         return 1
-    json.dump(answer, sys.stdout, indent=2, sort_keys=True)
-    sys.stdout.write("\n")
+    try:
+        json.dump(answer, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader (head, say) has had enough: quietly, and without Python's complaint at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

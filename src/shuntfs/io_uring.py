@@ -19,6 +19,8 @@ import platform
 import struct
 import time
 
+from .libc import libc
+
 _SYS_SETUP = 425
 _SYS_ENTER = 426
 
@@ -40,7 +42,7 @@ _PARAMS = struct.Struct("<IIIIII I 3I IIIIIIIIQ IIIIIIIIQ")
 # The head of a uring-command SQE: opcode flags ioprio fd cmd_op pad addr len uring_cmd_flags user_data.
 _SQE_HEAD = struct.Struct("<BBHiIIQIIQ")
 
-_libc = ctypes.CDLL(None, use_errno=True)
+_libc = libc
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
 # io_uring_enter(fd, to_submit, min_complete, flags, sig, sigsz) runs once per request: a typed prototype converts
