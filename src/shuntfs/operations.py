@@ -163,6 +163,11 @@ class SetattrFields(NamedTuple):
     kill_suidgid: bool
 
 
+#: A node id: how the kernel names an inode in requests (``ROOT_INODE`` for the root), as pyfuse3 calls it.
+InodeT = int
+#: An open file's or directory's handle, as the filesystem chose it in open/create/opendir.
+FileHandleT = int
+
 #: Value of ``st_atime_ns``/``st_mtime_ns`` in a setattr that asks for the current time (as the request decodes it).
 NOW = _NOW
 
@@ -291,7 +296,7 @@ class Operations:
         """Figures of this filesystem's own, shown under "filesystem" in ``shuntfs-ctl stats``."""
         return {}
 
-    def lookup(self, parent: int, name: bytes, ctx: RequestContext) -> EntryAttributes:
+    def lookup(self, parent: InodeT, name: bytes, ctx: RequestContext) -> EntryAttributes:
         """Look ``name`` up in directory ``parent``. A successful answer adds one to the inode's lookup count, which
         :meth:`forget` takes back. Raise ENOENT, or return ``st_ino=0`` with an ``entry_timeout`` for a negative
         entry the kernel may cache. With :attr:`export_support`, ``"."`` and ``".."`` come too (see there)."""
@@ -301,108 +306,108 @@ class Operations:
         """The kernel dropped ``nlookup`` references to each ``(inode, nlookup)``; at zero it will not name the inode
         again (unless a lookup gives it anew). No reply: this must not fail."""
 
-    def getattr(self, inode: int, fh: int | None, ctx: RequestContext) -> EntryAttributes:
+    def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
         """Attributes of ``inode`` (``fh``: the open file's handle when the call came through one, e.g. fstat)."""
         raise _nosys()
 
     def setattr(
-        self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
+        self, inode: InodeT, attr: EntryAttributes, fields: SetattrFields, fh: FileHandleT | None, ctx: RequestContext
     ) -> EntryAttributes:
         """Change the attributes ``fields`` names to their values in ``attr``; return the attributes after. ``fh``
         as for :meth:`getattr` (ftruncate, futimens)."""
         raise _nosys()
 
-    def readlink(self, inode: int, ctx: RequestContext) -> bytes:
+    def readlink(self, inode: InodeT, ctx: RequestContext) -> bytes:
         """The target of the symbolic link ``inode``."""
         raise _nosys()
 
-    def mknod(self, parent: int, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
+    def mknod(self, parent: InodeT, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
         """Make a file, FIFO, socket or device ``name`` in ``parent``. This and the other calls that make a name
         (:meth:`mkdir`, :meth:`symlink`, :meth:`link`, :meth:`create`, :meth:`tmpfile`) add one to the new
         inode's lookup count, as :meth:`lookup` does."""
         raise _nosys()
 
-    def mkdir(self, parent: int, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
+    def mkdir(self, parent: InodeT, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
         """Make directory ``name`` in ``parent`` (``mode`` includes S_IFDIR)."""
         raise _nosys()
 
-    def symlink(self, parent: int, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
+    def symlink(self, parent: InodeT, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
         """Make symbolic link ``name`` in ``parent`` pointing at ``target``."""
         raise _nosys()
 
-    def unlink(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+    def unlink(self, parent: InodeT, name: bytes, ctx: RequestContext) -> None:
         """Remove ``name`` from ``parent``. The inode lives on while the kernel knows it (until :meth:`forget`) and
         while files are open on it."""
         raise _nosys()
 
-    def rmdir(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+    def rmdir(self, parent: InodeT, name: bytes, ctx: RequestContext) -> None:
         """Remove the empty directory ``name`` from ``parent``."""
         raise _nosys()
 
     def rename(
-        self, parent_old: int, name_old: bytes, parent_new: int, name_new: bytes, flags: int, ctx: RequestContext
+        self, parent_old: InodeT, name_old: bytes, parent_new: InodeT, name_new: bytes, flags: int, ctx: RequestContext
     ) -> None:
         """Rename; ``flags`` are renameat2's (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2, RENAME_WHITEOUT 4)."""
         raise _nosys()
 
-    def link(self, inode: int, new_parent: int, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
+    def link(self, inode: InodeT, new_parent: InodeT, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
         """Give ``inode`` the further name ``new_name`` in ``new_parent``."""
         raise _nosys()
 
-    def open(self, inode: int, flags: int, ctx: RequestContext) -> FileInfo:
+    def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> FileInfo:
         """Open ``inode`` with open(2) ``flags``. The returned ``fh`` is what read, write, flush, fsync and
         release get; a ``passthrough_fd`` lets the kernel serve the data itself (see :class:`FileInfo`)."""
         raise _nosys()
 
     def create(
-        self, parent: int, name: bytes, mode: int, flags: int, ctx: RequestContext
+        self, parent: InodeT, name: bytes, mode: int, flags: int, ctx: RequestContext
     ) -> tuple[FileInfo, EntryAttributes]:
         """Make and open ``name`` in ``parent`` (open(2) with O_CREAT); as :meth:`open` and :meth:`mknod`."""
         raise _nosys()
 
-    def tmpfile(self, parent: int, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
+    def tmpfile(self, parent: InodeT, mode: int, flags: int, ctx: RequestContext) -> tuple[FileInfo, EntryAttributes]:
         """Make and open a file without a name in ``parent`` (O_TMPFILE)."""
         raise _nosys()
 
-    def read(self, fh: int, offset: int, size: int) -> bytes:
+    def read(self, fh: FileHandleT, offset: int, size: int) -> bytes:
         """Data of an open file. Not called for opens answered with a ``passthrough_fd``."""
         raise _nosys()
 
-    def write(self, fh: int, offset: int, data: memoryview) -> int:
+    def write(self, fh: FileHandleT, offset: int, data: memoryview) -> int:
         """Write ``data`` (valid only during the call); return the count written. Not called for passthrough opens."""
         raise _nosys()
 
-    def flush(self, fh: int) -> None:
+    def flush(self, fh: FileHandleT) -> None:
         """A close(2) of a descriptor of the open file (one per close, so one open may see several; not sent when
         the open answered ``noflush``)."""
 
-    def release(self, fh: int) -> None:
+    def release(self, fh: FileHandleT) -> None:
         """The open file's last descriptor and mapping are gone: ``fh`` is never used again. No error reaches
         anyone."""
 
-    def fsync(self, fh: int, datasync: bool) -> None:
+    def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         """Make the open file's data (and, unless ``datasync``, metadata) durable."""
         raise _nosys()
 
-    def fallocate(self, fh: int, mode: int, offset: int, length: int) -> None:
+    def fallocate(self, fh: FileHandleT, mode: int, offset: int, length: int) -> None:
         """fallocate(2) on the open file (``mode``: FALLOC_FL_* flags)."""
         raise _nosys()
 
-    def lseek(self, fh: int, offset: int, whence: int) -> int:
+    def lseek(self, fh: FileHandleT, offset: int, whence: int) -> int:
         """SEEK_DATA/SEEK_HOLE (the kernel answers the other whences itself)."""
         raise _nosys()
 
     def copy_file_range(
-        self, fh_in: int, off_in: int, fh_out: int, off_out: int, length: int, flags: int
+        self, fh_in: FileHandleT, off_in: int, fh_out: FileHandleT, off_out: int, length: int, flags: int
     ) -> int:
         """Copy ``length`` bytes between two open files; return the count copied."""
         raise _nosys()
 
-    def opendir(self, inode: int, ctx: RequestContext) -> int:
+    def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
         """Open a directory; returns a handle for readdir/releasedir."""
         return 0
 
-    def readdir(self, fh: int, offset: int, ctx: RequestContext) -> Iterable[DirEntry]:
+    def readdir(self, fh: FileHandleT, offset: int, ctx: RequestContext) -> Iterable[DirEntry]:
         """Entries from cookie ``offset`` on (0 is the start). Each names the cookie of the entry after it.
 
         The library stops iterating when the kernel's buffer is full and asks again from the last cookie sent.
@@ -410,38 +415,38 @@ class Operations:
         """
         raise _nosys()
 
-    def releasedir(self, fh: int) -> None:
+    def releasedir(self, fh: FileHandleT) -> None:
         """The directory handle from :meth:`opendir` is never used again."""
 
-    def fsyncdir(self, fh: int, datasync: bool) -> None:
+    def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
         """Make the directory's changes durable."""
 
     def statfs(self, ctx: RequestContext) -> StatvfsData:
         """Figures of the whole filesystem (statvfs)."""
         return StatvfsData(4096, 4096, 0, 0, 0, 0, 0, 255)
 
-    def access(self, inode: int, mode: int, ctx: RequestContext) -> None:
+    def access(self, inode: InodeT, mode: int, ctx: RequestContext) -> None:
         """Raise EACCES if ``ctx`` may not access ``inode`` with ``mode``. Not sent with default_permissions."""
 
-    def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
+    def setxattr(self, inode: InodeT, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
         """Set extended attribute ``name`` (``flags``: XATTR_CREATE 1, XATTR_REPLACE 2). ENOSYS once makes the
         kernel stop asking for any xattr call of its kind."""
         raise _nosys()
 
-    def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
+    def getxattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> bytes:
         """The value of ``name``, whole (the library answers size queries and ERANGE); ENODATA if it has none."""
         raise _nosys()
 
-    def listxattr(self, inode: int, ctx: RequestContext) -> Sequence[bytes]:
+    def listxattr(self, inode: InodeT, ctx: RequestContext) -> Sequence[bytes]:
         """The names of the inode's extended attributes."""
         raise _nosys()
 
-    def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
+    def removexattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         """Remove ``name``; ENODATA if it has none."""
         raise _nosys()
 
     def statx(
-        self, inode: int, fh: int | None, mask: int, flags: int, ctx: RequestContext
+        self, inode: InodeT, fh: FileHandleT | None, mask: int, flags: int, ctx: RequestContext
     ) -> tuple[bytes, float]:
         """A 256-byte ``struct statx`` and its attribute timeout. Left alone, one is built from :meth:`getattr`."""
         raise _nosys()

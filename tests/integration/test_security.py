@@ -324,7 +324,7 @@ while True:
 def test_shuntfs_ctl_refuses_an_answer_from_another_user(mount_factory, tree, monkeypatch):
     """Were a control socket's name ever to lead to a process of another user, shuntfs-ctl would say so rather
     than print what it forged."""
-    from shuntfs import ctl
+    from shuntfs import control_client as ctl
 
     m = mount_factory()
     fake = f"shuntfs/impostor-{os.getpid()}"
