@@ -16,6 +16,7 @@ from .operations import (
     RequestContext,
     SetattrFields,
     StatvfsData,
+    StatxAttributes,
     WouldBlock,
     dtype_of,
 )
@@ -39,5 +40,6 @@ __all__ = [
     "Session",
     "SetattrFields",
     "StatvfsData",
+    "StatxAttributes",
     "dtype_of",
 ]

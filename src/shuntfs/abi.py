@@ -256,12 +256,9 @@ COPY_FILE_RANGE_OUT = struct.Struct("<Q")
 STATX_IN = struct.Struct("<I4xQII")  # getattr_flags fh sx_flags sx_mask
 STATX_OUT_HEAD = struct.Struct("<QII16x")  # attr_valid attr_valid_nsec flags spare[2]
 STATX_SIZE = 256
-#: fuse_statx fields we set: mask blksize attributes nlink uid gid mode ino size blocks attributes_mask
-STATX_FIXED = struct.Struct("<IIQIIIH2xQQQQ")
-STATX_TIME = struct.Struct("<qI4x")
-STATX_ATIME_OFFSET, STATX_BTIME_OFFSET, STATX_CTIME_OFFSET, STATX_MTIME_OFFSET = 64, 80, 96, 112
-STATX_RDEV = struct.Struct("<II")
-STATX_RDEV_OFFSET = 128
+#: fuse_statx, laid out as the head of the kernel's struct statx: mask blksize attributes nlink uid gid mode ino size
+#: blocks attributes_mask, then atime btime ctime mtime (sec nsec each), rdev_major rdev_minor (then spare, zero)
+STATX = struct.Struct("<IIQIIIH2xQQQQ" + "qI4x" * 4 + "II")
 DIRENT = struct.Struct("<QQII")  # ino off namelen type
 DIRENT_SIZE = DIRENT.size
 DIRENTPLUS_SIZE = ENTRY_OUT.size + DIRENT.size

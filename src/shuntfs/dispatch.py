@@ -30,6 +30,7 @@ from .operations import (
     Operations,
     RequestContext,
     SetattrFields,
+    StatxAttributes,
     WouldBlock,
     dtype_of,
 )
@@ -82,24 +83,6 @@ def attr_fields(a: EntryAttributes) -> tuple:
 
 def entry_bytes(a: EntryAttributes) -> bytes:
     return protocol.entry_out(a.st_ino, a.generation, a.entry_timeout, a.attr_timeout, attr_fields(a))
-
-
-def statx_from_attributes(a: EntryAttributes) -> bytes:
-    """A fuse_statx carrying the basic fields of ``a`` (no birth time)."""
-    buf = bytearray(abi.STATX_SIZE)
-    ino = a.st_ino if a.shown_ino is None else a.shown_ino
-    abi.STATX_FIXED.pack_into(
-        buf, 0, abi.STATX_BASIC_STATS, a.st_blksize, 0, a.st_nlink, a.st_uid, a.st_gid,
-        a.st_mode & 0xFFFF, ino, a.st_size, a.st_blocks, 0,
-    )
-    for offset, ns in (
-        (abi.STATX_ATIME_OFFSET, a.st_atime_ns),
-        (abi.STATX_MTIME_OFFSET, a.st_mtime_ns),
-        (abi.STATX_CTIME_OFFSET, a.st_ctime_ns),
-    ):
-        abi.STATX_TIME.pack_into(buf, offset, *divmod(ns, 1_000_000_000))
-    abi.STATX_RDEV.pack_into(buf, abi.STATX_RDEV_OFFSET, os.major(a.st_rdev), os.minor(a.st_rdev))
-    return bytes(buf)
 
 
 _DOT_ENTRY = protocol.entry_out(0, 0, 0, 0, protocol.NO_ATTR)
@@ -544,13 +527,12 @@ class Dispatcher:
         fh = self._user_fh(a.fh) if a.getattr_flags & abi.GETATTR_FH else None
         ctx = self._ctx(req)
         try:
-            data, timeout = self.ops.statx(req.nodeid, fh, a.sx_mask, a.sx_flags, ctx)
+            sx = self.ops.statx(req.nodeid, fh, a.sx_mask, a.sx_flags, ctx)
         except FUSEError as e:
             if e.errno != errno.ENOSYS:
                 raise
-            attrs = self.ops.getattr(req.nodeid, fh, ctx)
-            data, timeout = statx_from_attributes(attrs), attrs.attr_timeout
-        return protocol.statx_out(timeout, data)
+            sx = StatxAttributes.from_attributes(self.ops.getattr(req.nodeid, fh, ctx))
+        return protocol.statx_out(sx.attr_timeout, sx.pack())
 
     def _interrupt(self, req: Request) -> object:
         # Handlers run to completion and reply; only one that waits on a helper thread (WouldBlock) is interrupted.

@@ -24,7 +24,7 @@ import struct
 import threading
 from typing import Iterator, Sequence
 
-from . import abi, credentials
+from . import credentials
 from .credentials import Caller, clear_setid_bits, may_access, may_search_all, set_thread_umask
 from .libc import libc
 from .operations import (
@@ -38,6 +38,7 @@ from .operations import (
     RequestContext,
     SetattrFields,
     StatvfsData,
+    StatxAttributes,
     WouldBlock,
 )
 
@@ -123,6 +124,8 @@ class _LentFd:
 
 
 _MAX_HANDLE_SZ = 128
+_STATX_BUFFER = 256  # struct statx
+_STATX_BASIC_STATS = 0x7FF
 _HANDLE_HEAD = struct.Struct("Ii")  # struct file_handle: handle_bytes, handle_type
 _libc.name_to_handle_at.argtypes = [
     ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
@@ -723,15 +726,15 @@ class Mirror(Operations):
         with self.inodes.borrow(inode) as fd:
             return os.readlink(b"", dir_fd=fd)
 
-    def statx(self, inode: int, fh: int | None, mask: int, flags: int, ctx: RequestContext) -> tuple[bytes, float]:
-        buf = ctypes.create_string_buffer(abi.STATX_SIZE)
+    def statx(self, inode: int, fh: int | None, mask: int, flags: int, ctx: RequestContext) -> StatxAttributes:
+        buf = ctypes.create_string_buffer(_STATX_BUFFER)
         flags = AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW
         if fh is not None:
-            _check(_libc.statx(self._fd(fh), b"", flags, mask | abi.STATX_BASIC_STATS, buf))
+            _check(_libc.statx(self._fd(fh), b"", flags, mask | _STATX_BASIC_STATS, buf))
         else:
             with self.inodes.borrow(inode) as fd:
-                _check(_libc.statx(fd, b"", flags, mask | abi.STATX_BASIC_STATS, buf))
-        return buf.raw, self.timeout
+                _check(_libc.statx(fd, b"", flags, mask | _STATX_BASIC_STATS, buf))
+        return StatxAttributes.unpack(buf.raw, self.timeout)
 
     # ---- creating and removing names
     # Each runs as the caller on the parent's fd: the source checks write and search permission on the parent,

@@ -17,7 +17,7 @@ import stat as _stat
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
-from .abi import ROOT_ID
+from .abi import ROOT_ID, STATX, STATX_BASIC_STATS, STATX_SIZE
 from .protocol.negotiation import Negotiated
 from .protocol.requests import NOW as _NOW
 
@@ -211,6 +211,59 @@ class StatvfsData(NamedTuple):
     f_files: int
     f_ffree: int
     f_namemax: int
+
+
+_NS = 1_000_000_000
+
+
+class StatxAttributes(NamedTuple):
+    """What :meth:`Operations.statx` answers: the fields of ``struct statx`` that FUSE carries, times in
+    nanoseconds. ``mask`` says which fields are valid (STATX_* bits: STATX_BTIME 0x800 for ``btime_ns``)."""
+
+    mask: int
+    blksize: int
+    attributes: int
+    nlink: int
+    uid: int
+    gid: int
+    mode: int
+    ino: int
+    size: int
+    blocks: int
+    attributes_mask: int
+    atime_ns: int
+    btime_ns: int
+    ctime_ns: int
+    mtime_ns: int
+    rdev: int
+    #: how long the kernel may keep them
+    attr_timeout: float = 1.0
+
+    @classmethod
+    def unpack(cls, raw: bytes, attr_timeout: float = 1.0) -> StatxAttributes:
+        """From a kernel ``struct statx`` (as statx(2) fills it)."""
+        (mask, blksize, attributes, nlink, uid, gid, mode, ino, size, blocks, attributes_mask, asec, ansec, bsec, bnsec,
+         csec, cnsec, msec, mnsec, rmajor, rminor) = STATX.unpack_from(raw)
+        return cls(mask, blksize, attributes, nlink, uid, gid, mode, ino, size, blocks, attributes_mask,
+                   asec * _NS + ansec, bsec * _NS + bnsec, csec * _NS + cnsec, msec * _NS + mnsec,
+                   os.makedev(rmajor, rminor), attr_timeout)
+
+    @classmethod
+    def from_attributes(cls, a: EntryAttributes) -> StatxAttributes:
+        """The basic fields of ``a`` (no birth time)."""
+        return cls(STATX_BASIC_STATS, a.st_blksize, 0, a.st_nlink, a.st_uid, a.st_gid, a.st_mode & 0xFFFF,
+                   a.st_ino if a.shown_ino is None else a.shown_ino, a.st_size, a.st_blocks, 0, a.st_atime_ns, 0,
+                   a.st_ctime_ns, a.st_mtime_ns, a.st_rdev, a.attr_timeout)
+
+    def pack(self) -> bytes:
+        """As fuse_statx (256 bytes)."""
+        times: list[int] = []
+        for ns in (self.atime_ns, self.btime_ns, self.ctime_ns, self.mtime_ns):
+            times += divmod(ns, _NS)
+        head = STATX.pack(self.mask, self.blksize, self.attributes, self.nlink, self.uid, self.gid, self.mode & 0xFFFF,
+                          self.ino, self.size, self.blocks, self.attributes_mask, *times, os.major(self.rdev),
+                          os.minor(self.rdev))
+        return head + bytes(STATX_SIZE - len(head))
 
 
 class RequestContext:
@@ -447,6 +500,7 @@ class Operations:
 
     def statx(
         self, inode: InodeT, fh: FileHandleT | None, mask: int, flags: int, ctx: RequestContext
-    ) -> tuple[bytes, float]:
-        """A 256-byte ``struct statx`` and its attribute timeout. Left alone, one is built from :meth:`getattr`."""
+    ) -> StatxAttributes:
+        """statx(2) of ``inode`` (``mask``: the fields asked for; ``flags``: AT_STATX_* sync flags). Left alone, the
+        answer is built from :meth:`getattr` (without birth time)."""
         raise _nosys()

@@ -308,3 +308,22 @@ def test_the_opcode_table_covers_every_opcode():
     assert protocol.NO_REPLY == {Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.NOTIFY_REPLY}
     assert {info.name for info in protocol.OPCODES if info.slow} == {
         "FSYNC", "FSYNCDIR", "FLUSH", "FALLOCATE", "COPY_FILE_RANGE", "COPY_FILE_RANGE_64"}
+
+
+def test_statx_attributes_round_trip_the_kernels_layout():
+    from shuntfs import StatxAttributes
+
+    a = EntryAttributes(st_ino=5, st_mode=0o100644, st_size=10, shown_ino=77, st_rdev=os.makedev(1, 3),
+                        st_atime_ns=1_500_000_000, st_mtime_ns=-2_000_000_001, attr_timeout=3)
+    sx = StatxAttributes.from_attributes(a)
+    assert (sx.ino, sx.mask, sx.btime_ns) == (77, abi.STATX_BASIC_STATS, 0)
+    assert StatxAttributes.unpack(sx.pack(), 3) == sx
+    # and a real statx(2) of this test's own file, birth time included where the filesystem keeps one
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(256)
+    assert libc.statx(-100, os.fsencode(__file__), 0, abi.STATX_BASIC_STATS | abi.STATX_BTIME, buf) == 0
+    real = StatxAttributes.unpack(buf.raw)
+    st = os.stat(__file__)
+    assert (real.ino, real.size, real.mtime_ns, real.mode) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
