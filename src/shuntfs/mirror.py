@@ -323,6 +323,27 @@ class InodeTable:
             self.pinned -= 1
         os.close(inode.fd)
 
+    def open_again(self, nodeid: int, parent: bool) -> int:
+        """A new O_PATH fd of the inode ``nodeid`` (``parent``: of its parent directory), for a LOOKUP by node id.
+        Such a lookup may race with the FORGET of the same node id (the kernel sends it for inodes it has dropped,
+        FORGET maybe still on its way), which closes the inode's fd: hence the lock. ESTALE if the node id is not
+        known or its file is gone."""
+        with self._lock:
+            inode = self._by_id.get(nodeid)
+            if inode is None:
+                raise FUSEError(errno.ESTALE)
+            if inode.fd >= 0:
+                if not parent:
+                    return os.open(_proc(inode.fd), os.O_PATH | os.O_CLOEXEC)
+                return os.open("..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=inode.fd)
+            fd = _open_by_handle(self._mount_fds[inode.mount], inode.handle)
+        if not parent:
+            return fd
+        try:
+            return os.open("..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=fd)
+        finally:
+            os.close(fd)
+
     def _drop(self, inode: Inode) -> None:
         """Let an inode go (under the lock; its fd, if any, is the caller's to close)."""
         del self._by_id[inode.nodeid]
@@ -639,11 +660,7 @@ class Mirror(Operations):
         """LOOKUP of "." or ".." (export support only): the kernel is resolving a file handle of ``nodeid`` or its
         parent directory, which it has forgotten. As natively, no search permission is checked on the way; a
         deleted file, or a directory no longer below the source, is ESTALE."""
-        with self.inodes.borrow(nodeid) as fd:  # ESTALE for a node id not known, or whose file is gone
-            if parent and nodeid != ROOT_INODE:
-                found = os.open("..", O_PATH_FLAGS | os.O_DIRECTORY, dir_fd=fd)
-            else:
-                found = os.open(_proc(fd), os.O_PATH | os.O_CLOEXEC)
+        found = self.inodes.open_again(nodeid, parent and nodeid != ROOT_INODE)
         try:
             st = os.fstat(found)
             if not st.st_nlink or (stat.S_ISDIR(st.st_mode) and not self.inodes.inside(found)):

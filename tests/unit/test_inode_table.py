@@ -171,3 +171,43 @@ def test_inside_tells_directories_below_the_root(tree, tmp_path_factory):
         os.close(below)
         os.close(beside)
         table.close()
+
+
+def test_a_lookup_by_node_id_racing_its_forget_finds_the_file(tree):
+    """The kernel looks a forgotten node id up (a file handle) while that node id's FORGET may still be on its
+    way: opening it again must never see the fd the FORGET is closing (a wrong file, or ESTALE for a live one)."""
+    import threading
+
+    root_fd = os.open(tree, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    table = InodeTable(root_fd, os.fstat(root_fd), forgotten=10)
+    path = tree / "f5"
+    want = os.stat(path).st_ino
+    nodeid = _remember(table, path).nodeid
+    stop = threading.Event()
+    wrong: list[object] = []
+
+    def churn():  # forget and look up again, as the kernel's FORGET and a later LOOKUP would
+        while not stop.is_set():
+            table.forget(nodeid, 1)
+            assert _remember(table, path).nodeid == nodeid
+            for i in range(4):  # other opens, which reuse the fd numbers just closed
+                os.close(os.open(tree / f"f{i}", os.O_RDONLY))
+
+    churner = threading.Thread(target=churn)
+    churner.start()
+    try:
+        for _ in range(3000):
+            try:
+                fd = table.open_again(nodeid, False)
+            except (OSError, FUSEError) as e:
+                wrong.append(e)
+                continue
+            ino = os.fstat(fd).st_ino
+            os.close(fd)
+            if ino != want:
+                wrong.append(ino)
+    finally:
+        stop.set()
+        churner.join()
+        table.close()
+    assert wrong == []
