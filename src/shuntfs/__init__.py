@@ -20,6 +20,7 @@ from .operations import (
     WouldBlock,
     dtype_of,
 )
+from .paths import UTIME_NOW, UTIME_OMIT, PathOperations
 from .session import Session
 
 __all__ = [
@@ -35,6 +36,9 @@ __all__ = [
     "MountError",
     "MountOptions",
     "Operations",
+    "PathOperations",
+    "UTIME_NOW",
+    "UTIME_OMIT",
     "WouldBlock",
     "RequestContext",
     "Session",

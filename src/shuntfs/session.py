@@ -27,6 +27,7 @@ from .blocking import BlockingPool
 from .dispatch import Dispatcher, Later, Reply
 from .mount import MountOptions, find_mount, mount, raise_readahead, start_watchdog, unmount
 from .operations import Operations
+from .paths import PathBridge, PathOperations
 
 log = logging.getLogger("shuntfs")
 
@@ -54,7 +55,7 @@ class Session:
 
     def __init__(
         self,
-        ops: Operations,
+        ops: Operations | PathOperations,
         mountpoint: str,
         options: MountOptions | None = None,
         *,
@@ -70,6 +71,8 @@ class Session:
         ring_depth: int | None = None,
         busy_poll_us: int = uring_queues.BUSY_POLL_US,
     ) -> None:
+        if isinstance(ops, PathOperations):
+            ops = PathBridge(ops)
         self.ops = ops
         self.mountpoint = os.path.realpath(mountpoint)
         self.options = options or MountOptions()

@@ -1,0 +1,573 @@
+"""The path-based API: handlers that take paths, as fusepy's and libfuse's high-level API do, built on the inode API.
+
+:class:`PathOperations` is what a filesystem overrides; :class:`PathBridge` is an :class:`~shuntfs.Operations` that
+serves the kernel's inode requests with it, keeping the node table the kernel's node ids need: lookup counts and
+FORGET, a directory's rename moving its whole subtree, a file unlinked while open kept working (renamed to a hidden
+name until its last release, as libfuse's "hide"), open files and directories mapped back to their paths, and
+READDIRPLUS without a second ``getattr`` where ``readdir`` gave the attributes. ``Session`` takes a PathOperations
+directly and bridges it.
+
+Paths are ``str``, ``"/"`` for the root, decoded with :func:`os.fsdecode` so that names that are not UTF-8
+round-trip. Passthrough stays one argument: ``open`` and ``create`` may return ``FileInfo(fh, passthrough_fd=fd)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import stat
+import threading
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from .operations import (
+    NOW,
+    ROOT_INODE,
+    DirEntry,
+    EntryAttributes,
+    FileHandleT,
+    FileInfo,
+    FUSEError,
+    InodeT,
+    Operations,
+    RequestContext,
+    SetattrFields,
+    StatvfsData,
+    dtype_of,
+)
+
+#: utimens values: "the current time" and "leave it as it is" (as utimensat(2)'s)
+UTIME_NOW = (1 << 30) - 1
+UTIME_OMIT = (1 << 30) - 2
+
+Attributes = Any  # os.stat_result, a mapping of st_* keys, or EntryAttributes
+
+
+def _enoent() -> FUSEError:
+    return FUSEError(errno.ENOENT)
+
+
+class PathOperations:
+    """Override what your filesystem supports; the rest answer ENOSYS (or do nothing, where that is harmless).
+
+    Errors: raise :class:`~shuntfs.FUSEError` or any ``OSError`` with its errno; anything else is logged and answered
+    EIO. ``fh`` is what your ``open``/``create``/``opendir`` returned (None where there is no open file).
+    """
+
+    #: False (default): each path is a node of its own, as libfuse's high-level API without ``use_ino``: hard links
+    #: are separate nodes, and ``st_ino`` shown to programs is yours if you give one. True: one node per ``st_ino``
+    #: your ``getattr`` reports, which must then be stable and unique.
+    use_ino = False
+
+    def init(self) -> None:
+        """The mount is live."""
+
+    def destroy(self) -> None:
+        """The session ends."""
+
+    def getattr(self, path: str, fh: FileHandleT | None = None) -> Attributes:
+        """Attributes of ``path``: an ``os.stat_result``, a mapping with ``st_*`` keys (times in float seconds, or
+        ``st_*time_ns`` in nanoseconds) or an EntryAttributes. ENOENT if there is no such name."""
+        raise _enoent()
+
+    def readlink(self, path: str) -> str:
+        raise FUSEError(errno.ENOSYS)
+
+    def mknod(self, path: str, mode: int, rdev: int) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def mkdir(self, path: str, mode: int) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def unlink(self, path: str) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def rmdir(self, path: str) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def symlink(self, path: str, target: str) -> None:
+        """Make ``path`` a symbolic link to ``target``."""
+        raise FUSEError(errno.ENOSYS)
+
+    def rename(self, old: str, new: str, flags: int) -> None:
+        """``flags``: renameat2's (RENAME_NOREPLACE 1, RENAME_EXCHANGE 2); raise EINVAL for ones you do not do."""
+        raise FUSEError(errno.ENOSYS)
+
+    def link(self, path: str, new: str) -> None:
+        """Give ``path`` the further name ``new``."""
+        raise FUSEError(errno.ENOSYS)
+
+    def chmod(self, path: str, mode: int, fh: FileHandleT | None) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def chown(self, path: str, uid: int, gid: int, fh: FileHandleT | None) -> None:
+        """-1 leaves that id as it is."""
+        raise FUSEError(errno.ENOSYS)
+
+    def truncate(self, path: str, length: int, fh: FileHandleT | None) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def utimens(self, path: str, atime_ns: int, mtime_ns: int, fh: FileHandleT | None) -> None:
+        """Times in nanoseconds, or UTIME_NOW / UTIME_OMIT."""
+        raise FUSEError(errno.ENOSYS)
+
+    def open(self, path: str, flags: int) -> FileHandleT | FileInfo:
+        """Open ``path`` with open(2) ``flags``: a handle for the calls on the open file, or a FileInfo (with
+        ``passthrough_fd`` for the kernel to serve the data itself). Default: handle 0."""
+        return 0
+
+    def create(self, path: str, mode: int, flags: int) -> FileHandleT | FileInfo:
+        """Make and open ``path``."""
+        raise FUSEError(errno.ENOSYS)
+
+    def read(self, path: str, size: int, offset: int, fh: FileHandleT) -> bytes:
+        raise FUSEError(errno.ENOSYS)
+
+    def write(self, path: str, data: bytes, offset: int, fh: FileHandleT) -> int:
+        raise FUSEError(errno.ENOSYS)
+
+    def flush(self, path: str, fh: FileHandleT) -> None:
+        """A close(2) of a descriptor of the open file."""
+
+    def release(self, path: str, fh: FileHandleT) -> None:
+        """The open file is gone: ``fh`` is not used again."""
+
+    def fsync(self, path: str, datasync: bool, fh: FileHandleT) -> None:
+        """Make the data durable (default: nothing to do)."""
+
+    def fallocate(self, path: str, mode: int, offset: int, length: int, fh: FileHandleT) -> None:
+        raise FUSEError(errno.ENOSYS)
+
+    def opendir(self, path: str) -> FileHandleT:
+        return 0
+
+    def readdir(self, path: str, fh: FileHandleT) -> Iterable[str | tuple[str, Attributes]]:
+        """The names in directory ``path`` ("." and ".." are added when missing), or (name, attributes) pairs."""
+        raise FUSEError(errno.ENOSYS)
+
+    def releasedir(self, path: str, fh: FileHandleT) -> None:
+        pass
+
+    def statfs(self, path: str) -> StatvfsData | Mapping[str, int] | os.statvfs_result:
+        return StatvfsData(4096, 4096, 0, 0, 0, 0, 0, 255)
+
+    def access(self, path: str, mode: int) -> None:
+        """Raise EACCES if the caller may not access ``path`` with ``mode`` (default: it may)."""
+
+    def setxattr(self, path: str, name: str, value: bytes, flags: int) -> None:
+        raise FUSEError(errno.ENOTSUP)
+
+    def getxattr(self, path: str, name: str) -> bytes:
+        raise FUSEError(errno.ENOTSUP)
+
+    def listxattr(self, path: str) -> Sequence[str]:
+        return []
+
+    def removexattr(self, path: str, name: str) -> None:
+        raise FUSEError(errno.ENOTSUP)
+
+
+_STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size", "st_blksize", "st_blocks")
+
+
+def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
+    """An EntryAttributes from what a path-based ``getattr`` returned."""
+    if isinstance(value, EntryAttributes):
+        return value
+    get = value.get if isinstance(value, Mapping) else lambda key, default=None: getattr(value, key, default)
+    a = EntryAttributes(entry_timeout=timeout, attr_timeout=timeout)
+    for key in _STAT_FIELDS:
+        v = get(key)
+        if v is not None:
+            setattr(a, key, int(v))
+    if not get("st_blksize"):
+        a.st_blksize = 4096
+    if get("st_blocks") is None:
+        a.st_blocks = (a.st_size + 511) // 512
+    for kind in ("atime", "mtime", "ctime"):
+        ns = get(f"st_{kind}_ns")
+        if ns is None:
+            seconds = get(f"st_{kind}")
+            ns = 0 if seconds is None else round(seconds * 1_000_000_000)
+        setattr(a, f"st_{kind}_ns", int(ns))
+    ino = get("st_ino")
+    a.shown_ino = int(ino) if ino else None
+    return a
+
+
+def _statvfs(value: Any) -> StatvfsData:
+    if isinstance(value, StatvfsData):
+        return value
+    get = value.get if isinstance(value, Mapping) else lambda key, default=0: getattr(value, key, default)
+    return StatvfsData(*(int(get(f, 0) or 0) for f in StatvfsData._fields))
+
+
+class _Node:
+    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino")
+
+    def __init__(self, nodeid: int, parent: int, name: str) -> None:
+        self.nodeid = nodeid
+        self.ino = 0  # with use_ino: the st_ino it is known by
+        self.parent = parent  # 0: no name any more (unlinked, not open)
+        self.name = name
+        self.nlookup = 0
+        self.opens = 0
+        self.hidden = False  # unlinked while open: renamed to a hidden name until its last release
+
+
+class _Dir:
+    __slots__ = ("nodeid", "fh", "entries")
+
+    def __init__(self, nodeid: int, fh: int) -> None:
+        self.nodeid = nodeid
+        self.fh = fh
+        self.entries: list[tuple[str, EntryAttributes | None]] | None = None
+
+
+class PathBridge(Operations):
+    """Serves the inode API with a :class:`PathOperations` (``timeout``: how long the kernel may cache names and
+    attributes, in seconds)."""
+
+    def __init__(self, fs: PathOperations, timeout: float = 1.0) -> None:
+        self.fs = fs
+        self.timeout = timeout
+        self._lock = threading.RLock()
+        root = _Node(ROOT_INODE, 0, "")
+        root.nlookup = 1
+        self._nodes: dict[int, _Node] = {ROOT_INODE: root}
+        self._names: dict[tuple[int, str], int] = {}  # (parent, name) -> node id
+        self._by_ino: dict[int, int] = {}  # with use_ino: st_ino -> node id
+        self._next = itertools.count(ROOT_INODE + 1).__next__
+        self._files: dict[int, tuple[int, Any]] = {}  # our fh -> (node id, the filesystem's fh)
+        self._dirs: dict[int, _Dir] = {}
+        self._next_fh = itertools.count(1).__next__
+        #: per thread, the entry readdir gave last with its attributes: READDIRPLUS looks it up at once
+        self._recent = threading.local()
+        self._hidden = itertools.count(1).__next__
+
+    # ---- the node table
+    def path(self, nodeid: InodeT) -> str:
+        """The path of node ``nodeid`` (ENOENT once it has no name)."""
+        with self._lock:
+            parts = []
+            node = self._nodes.get(nodeid)
+            while node is not None and node.nodeid != ROOT_INODE:
+                if not node.parent:
+                    raise _enoent()
+                parts.append(node.name)
+                node = self._nodes.get(node.parent)
+            if node is None:
+                raise FUSEError(errno.ESTALE)
+        return "/" + "/".join(reversed(parts))
+
+    def _child(self, parent: int, name: str) -> str:
+        base = self.path(parent)
+        return base + name if base == "/" else base + "/" + name
+
+    def _entry(self, parent: int, name: str, attrs: EntryAttributes) -> EntryAttributes:
+        """Count a lookup of ``name`` in ``parent`` with these attributes; the node id goes into ``attrs``."""
+        with self._lock:
+            nodeid = self._names.get((parent, name))
+            if nodeid is None and self.fs.use_ino and attrs.shown_ino:
+                nodeid = self._by_ino.get(attrs.shown_ino)
+            node = self._nodes.get(nodeid) if nodeid else None
+            if node is None:
+                node = _Node(self._next(), parent, name)
+                self._nodes[node.nodeid] = node
+                if self.fs.use_ino and attrs.shown_ino:
+                    node.ino = attrs.shown_ino
+                    self._by_ino[node.ino] = node.nodeid
+            elif self.fs.use_ino:
+                node.parent, node.name = parent, name  # the link it was last reached by
+            self._names[(parent, name)] = node.nodeid
+            node.nlookup += 1
+        attrs.st_ino = node.nodeid
+        if attrs.shown_ino is None:
+            attrs.shown_ino = node.nodeid
+        attrs.entry_timeout = attrs.attr_timeout = self.timeout
+        return attrs
+
+    def _drop_name(self, parent: int, name: str) -> None:
+        """``name`` in ``parent`` is gone (under the lock)."""
+        nodeid = self._names.pop((parent, name), None)
+        node = self._nodes.get(nodeid) if nodeid else None
+        if node is not None and node.parent == parent and node.name == name:
+            node.parent = 0
+            self._gone_if_unused(node)
+
+    def _gone_if_unused(self, node: _Node) -> None:
+        if node.nlookup <= 0 and node.opens <= 0 and node.nodeid != ROOT_INODE:
+            self._nodes.pop(node.nodeid, None)
+            if node.parent and self._names.get((node.parent, node.name)) == node.nodeid:
+                del self._names[(node.parent, node.name)]
+            if node.ino and self._by_ino.get(node.ino) == node.nodeid:
+                del self._by_ino[node.ino]
+
+    def forget(self, inodes: Sequence[tuple[int, int]]) -> None:
+        with self._lock:
+            for nodeid, nlookup in inodes:
+                node = self._nodes.get(nodeid)
+                if node is not None and nodeid != ROOT_INODE:
+                    node.nlookup -= nlookup
+                    self._gone_if_unused(node)
+
+    # ---- names and attributes
+    def init(self) -> None:
+        self.fs.init()
+
+    def destroy(self) -> None:
+        self.fs.destroy()
+
+    def _getattr(self, path: str, fh: Any = None) -> EntryAttributes:
+        return attributes_of(self.fs.getattr(path, fh), self.timeout)
+
+    def lookup(self, parent: InodeT, name: bytes, ctx: RequestContext) -> EntryAttributes:
+        text = os.fsdecode(name)
+        recent = getattr(self._recent, "entry", None)
+        if recent is not None and recent[0] == parent and recent[1] == text:
+            self._recent.entry = None
+            attrs = recent[2]
+        else:
+            attrs = self._getattr(self._child(parent, text))
+        return self._entry(parent, text, attrs)
+
+    def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
+        user_fh = self._files[fh][1] if fh is not None and fh in self._files else None
+        attrs = self._getattr(self.path(inode), user_fh)
+        attrs.st_ino = inode
+        if attrs.shown_ino is None:
+            attrs.shown_ino = inode
+        return attrs
+
+    def setattr(
+        self, inode: InodeT, attr: EntryAttributes, fields: SetattrFields, fh: FileHandleT | None, ctx: RequestContext
+    ) -> EntryAttributes:
+        path = self.path(inode)
+        user_fh = self._files[fh][1] if fh is not None and fh in self._files else None
+        fs = self.fs
+        if fields.update_mode:
+            fs.chmod(path, attr.st_mode, user_fh)
+        if fields.update_uid or fields.update_gid:
+            fs.chown(path, attr.st_uid if fields.update_uid else -1, attr.st_gid if fields.update_gid else -1,
+                     user_fh)
+        if fields.update_size:
+            fs.truncate(path, attr.st_size, user_fh)
+        if fields.update_atime or fields.update_mtime:
+            fs.utimens(path, _utime(fields.update_atime, attr.st_atime_ns),
+                       _utime(fields.update_mtime, attr.st_mtime_ns), user_fh)
+        return self.getattr(inode, fh, ctx)
+
+    def readlink(self, inode: InodeT, ctx: RequestContext) -> bytes:
+        return os.fsencode(self.fs.readlink(self.path(inode)))
+
+    def _made(self, parent: int, name: str) -> EntryAttributes:
+        return self._entry(parent, name, self._getattr(self._child(parent, name)))
+
+    def mknod(self, parent: InodeT, name: bytes, mode: int, rdev: int, ctx: RequestContext) -> EntryAttributes:
+        text = os.fsdecode(name)
+        self.fs.mknod(self._child(parent, text), mode, rdev)
+        return self._made(parent, text)
+
+    def mkdir(self, parent: InodeT, name: bytes, mode: int, ctx: RequestContext) -> EntryAttributes:
+        text = os.fsdecode(name)
+        self.fs.mkdir(self._child(parent, text), stat.S_IMODE(mode))
+        return self._made(parent, text)
+
+    def symlink(self, parent: InodeT, name: bytes, target: bytes, ctx: RequestContext) -> EntryAttributes:
+        text = os.fsdecode(name)
+        self.fs.symlink(self._child(parent, text), os.fsdecode(target))
+        return self._made(parent, text)
+
+    def link(self, inode: InodeT, new_parent: InodeT, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
+        text = os.fsdecode(new_name)
+        self.fs.link(self.path(inode), self._child(new_parent, text))
+        return self._made(new_parent, text)
+
+    def unlink(self, parent: InodeT, name: bytes, ctx: RequestContext) -> None:
+        text = os.fsdecode(name)
+        path = self._child(parent, text)
+        with self._lock:
+            nodeid = self._names.get((parent, text))
+            node = self._nodes.get(nodeid) if nodeid else None
+            if node is not None and node.opens > 0 and not node.hidden:
+                # Open files keep working: the file moves to a hidden name until its last release.
+                hidden = f".fuse_hidden{node.nodeid:08x}{self._hidden():08x}"
+                self.fs.rename(path, self._child(parent, hidden), 0)
+                del self._names[(parent, text)]
+                node.name, node.hidden = hidden, True
+                self._names[(parent, hidden)] = node.nodeid
+                return
+        self.fs.unlink(path)
+        with self._lock:
+            self._drop_name(parent, text)
+
+    def rmdir(self, parent: InodeT, name: bytes, ctx: RequestContext) -> None:
+        text = os.fsdecode(name)
+        self.fs.rmdir(self._child(parent, text))
+        with self._lock:
+            self._drop_name(parent, text)
+
+    def rename(
+        self, parent_old: InodeT, name_old: bytes, parent_new: InodeT, name_new: bytes, flags: int,
+        ctx: RequestContext,
+    ) -> None:
+        old, new = os.fsdecode(name_old), os.fsdecode(name_new)
+        self.fs.rename(self._child(parent_old, old), self._child(parent_new, new), flags)
+        with self._lock:
+            moving = self._names.pop((parent_old, old), None)
+            replaced = self._names.pop((parent_new, new), None)
+            if flags & 2:  # RENAME_EXCHANGE: the two names swap their nodes
+                for nodeid, (p, n) in ((moving, (parent_new, new)), (replaced, (parent_old, old))):
+                    if nodeid is not None and nodeid in self._nodes:
+                        self._nodes[nodeid].parent, self._nodes[nodeid].name = p, n
+                        self._names[(p, n)] = nodeid
+                return
+            if replaced is not None and replaced != moving and replaced in self._nodes:
+                node = self._nodes[replaced]
+                node.parent = 0  # a whole subtree below it, if any, goes with it
+                self._gone_if_unused(node)
+            if moving is not None and moving in self._nodes:
+                # One node moves, and with it every node below it: paths are walked up from the nodes.
+                node = self._nodes[moving]
+                node.parent, node.name = parent_new, new
+                self._names[(parent_new, new)] = moving
+
+    # ---- open files
+    def _opened(self, nodeid: int, answer: FileHandleT | FileInfo) -> FileInfo:
+        info = answer if isinstance(answer, FileInfo) else FileInfo(fh=answer)
+        fh = self._next_fh()
+        with self._lock:
+            self._files[fh] = (nodeid, info.fh)
+            self._nodes[nodeid].opens += 1
+        return FileInfo(fh=fh, passthrough_fd=info.passthrough_fd, direct_io=info.direct_io,
+                        keep_cache=info.keep_cache, nonseekable=info.nonseekable, noflush=info.noflush)
+
+    def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> FileInfo:
+        return self._opened(inode, self.fs.open(self.path(inode), flags))
+
+    def create(
+        self, parent: InodeT, name: bytes, mode: int, flags: int, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
+        text = os.fsdecode(name)
+        path = self._child(parent, text)
+        answer = self.fs.create(path, stat.S_IMODE(mode), flags)
+        attrs = self._made(parent, text)
+        return self._opened(attrs.st_ino, answer), attrs
+
+    def _file(self, fh: FileHandleT) -> tuple[str, Any]:
+        record = self._files.get(fh)
+        if record is None:
+            raise FUSEError(errno.EBADF)
+        return self.path(record[0]), record[1]
+
+    def read(self, fh: FileHandleT, offset: int, size: int) -> bytes:
+        path, user_fh = self._file(fh)
+        return self.fs.read(path, size, offset, user_fh)
+
+    def write(self, fh: FileHandleT, offset: int, data: memoryview) -> int:
+        path, user_fh = self._file(fh)
+        return self.fs.write(path, bytes(data), offset, user_fh)
+
+    def flush(self, fh: FileHandleT) -> None:
+        path, user_fh = self._file(fh)
+        self.fs.flush(path, user_fh)
+
+    def release(self, fh: FileHandleT) -> None:
+        record = self._files.pop(fh, None)
+        if record is None:
+            return
+        nodeid, user_fh = record
+        try:
+            self.fs.release(self.path(nodeid), user_fh)
+        finally:
+            with self._lock:
+                node = self._nodes.get(nodeid)
+                if node is not None:
+                    node.opens -= 1
+                    if node.opens <= 0 and node.hidden:
+                        hidden_path = self.path(nodeid)
+                        node.hidden = False
+                        try:
+                            self.fs.unlink(hidden_path)
+                        finally:
+                            self._drop_name(node.parent, node.name)
+                    else:
+                        self._gone_if_unused(node)
+
+    def fsync(self, fh: FileHandleT, datasync: bool) -> None:
+        path, user_fh = self._file(fh)
+        self.fs.fsync(path, datasync, user_fh)
+
+    def fallocate(self, fh: FileHandleT, mode: int, offset: int, length: int) -> None:
+        path, user_fh = self._file(fh)
+        self.fs.fallocate(path, mode, offset, length, user_fh)
+
+    # ---- directories
+    def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
+        user_fh = self.fs.opendir(self.path(inode))
+        fh = self._next_fh()
+        self._dirs[fh] = _Dir(inode, user_fh)
+        return fh
+
+    def readdir(self, fh: FileHandleT, offset: int, ctx: RequestContext) -> Iterator[DirEntry]:
+        handle = self._dirs.get(fh)
+        if handle is None:
+            raise FUSEError(errno.EBADF)
+        if handle.entries is None or offset == 0:
+            handle.entries = self._listing(handle)
+        entries = handle.entries
+        for index in range(offset, len(entries)):
+            name, attrs = entries[index]
+            if attrs is not None:
+                self._recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
+                yield DirEntry(os.fsencode(name), attrs.shown_ino or 0, dtype_of(attrs.st_mode), index + 1)
+            else:
+                yield DirEntry(os.fsencode(name), 0, 0, index + 1)
+
+    def _listing(self, handle: _Dir) -> list[tuple[str, EntryAttributes | None]]:
+        entries: list[tuple[str, EntryAttributes | None]] = []
+        for item in self.fs.readdir(self.path(handle.nodeid), handle.fh):
+            if isinstance(item, str):
+                name, attrs = item, None
+            else:
+                name, attrs = item[0], item[1] if len(item) > 1 else None
+            if self._is_hidden(handle.nodeid, name):
+                continue  # an unlinked file kept for its open handles: gone, as far as names go
+            entries.append((name, None if attrs is None else attributes_of(attrs, self.timeout)))
+        names = {name for name, _ in entries}
+        return [(dot, None) for dot in (".", "..") if dot not in names] + entries
+
+    def _is_hidden(self, parent: int, name: str) -> bool:
+        nodeid = self._names.get((parent, name))
+        node = self._nodes.get(nodeid) if nodeid else None
+        return node is not None and node.hidden
+
+    def releasedir(self, fh: FileHandleT) -> None:
+        handle = self._dirs.pop(fh, None)
+        if handle is not None:
+            self.fs.releasedir(self.path(handle.nodeid), handle.fh)
+
+    # ---- the rest
+    def statfs(self, ctx: RequestContext) -> StatvfsData:
+        return _statvfs(self.fs.statfs("/"))
+
+    def access(self, inode: InodeT, mode: int, ctx: RequestContext) -> None:
+        self.fs.access(self.path(inode), mode)
+
+    def setxattr(self, inode: InodeT, name: bytes, value: bytes, flags: int, ctx: RequestContext) -> None:
+        self.fs.setxattr(self.path(inode), os.fsdecode(name), value, flags)
+
+    def getxattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> bytes:
+        return self.fs.getxattr(self.path(inode), os.fsdecode(name))
+
+    def listxattr(self, inode: InodeT, ctx: RequestContext) -> list[bytes]:
+        return [os.fsencode(name) for name in self.fs.listxattr(self.path(inode))]
+
+    def removexattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> None:
+        self.fs.removexattr(self.path(inode), os.fsdecode(name))
+
+
+def _utime(changed: bool, ns: int) -> int:
+    if not changed:
+        return UTIME_OMIT
+    return UTIME_NOW if ns == NOW else ns

@@ -1,0 +1,129 @@
+"""The path-based API (shuntfs.PathOperations) on real mounts: a fusepy-style in-memory filesystem and a loopback
+with passthrough, operation by operation."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from shuntfs import Session
+from shuntfs.mount import find_mount
+
+from .conftest import wait_for
+from .path_filesystems import LoopbackPaths, MemoryPaths
+
+
+@pytest.fixture
+def serve(tree):
+    sessions: list[Session] = []
+
+    def start(fs, **options) -> Path:
+        _src, mnt = tree
+        session = Session(fs, str(mnt), auto_unmount=False, **options)
+        session.mount()
+        session.start()
+        assert session.wait_init()
+        sessions.append(session)
+        return mnt
+
+    start.sessions = sessions  # type: ignore[attr-defined]
+    yield start
+    for session in sessions:
+        session.unmount()
+        session.wait()
+        assert find_mount(session.mountpoint) is None
+
+
+def test_files_and_directories_by_path(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    (mnt / "d").mkdir(0o750)
+    (mnt / "d" / "f").write_bytes(b"hello")
+    assert (mnt / "d" / "f").read_bytes() == b"hello"
+    assert sorted(os.listdir(mnt / "d")) == ["f"]
+    st = os.stat(mnt / "d")
+    assert stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o750
+    os.chmod(mnt / "d" / "f", 0o600)
+    os.truncate(mnt / "d" / "f", 2)
+    os.utime(mnt / "d" / "f", ns=(1_000_000_000, 2_500_000_000))
+    st = os.stat(mnt / "d" / "f")
+    assert (stat.S_IMODE(st.st_mode), st.st_size, st.st_mtime_ns) == (0o600, 2, 2_500_000_000)
+    os.symlink("d/f", mnt / "l")
+    assert os.readlink(mnt / "l") == "d/f" and (mnt / "l").read_bytes() == b"he"
+    os.link(mnt / "d" / "f", mnt / "hard")
+    assert (mnt / "hard").read_bytes() == b"he" and os.stat(mnt / "hard").st_nlink == 2
+    with pytest.raises(OSError) as caught:
+        os.rmdir(mnt / "d")
+    assert caught.value.errno == errno.ENOTEMPTY
+    os.unlink(mnt / "d" / "f")
+    os.rmdir(mnt / "d")
+    assert sorted(os.listdir(mnt)) == ["hard", "l"]
+    name = os.fsdecode(b"caf\xe9")  # not UTF-8: round-trips as a surrogate escape
+    (mnt / name).write_bytes(b"x")
+    assert os.fsencode(name) in os.listdir(os.fsencode(mnt))
+
+
+def test_a_renamed_directory_takes_its_subtree_and_open_files_along(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    (mnt / "a" / "b").mkdir(parents=True)
+    (mnt / "a" / "b" / "f").write_bytes(b"inside")
+    with open(mnt / "a" / "b" / "f", "r+b") as f:
+        os.rename(mnt / "a", mnt / "z")
+        f.write(b"IN")  # the open file follows its directory
+        f.flush()
+    assert (mnt / "z" / "b" / "f").read_bytes() == b"INside"
+    assert fs.files["/z/b/f"]["data"] == b"INside"
+    assert not (mnt / "a").exists()
+
+
+def test_a_file_unlinked_while_open_keeps_working(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    (mnt / "f").write_bytes(b"still here")
+    with open(mnt / "f", "r+b") as f:
+        os.unlink(mnt / "f")
+        assert not (mnt / "f").exists() and os.listdir(mnt) == []
+        assert f.read() == b"still here"
+        f.write(b"!")
+        f.flush()
+        assert os.fstat(f.fileno()).st_size == 11
+    # gone with its last release (which the kernel sends after close returns)
+    assert wait_for(lambda: not any(name.startswith("/.fuse_hidden") for name in fs.files), 5), fs.files.keys()
+    assert os.listdir(mnt) == []
+
+
+def test_readdirplus_uses_the_listings_attributes_and_forget_empties_the_table(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    for i in range(50):
+        (mnt / f"f{i}").write_bytes(b"x" * i)
+    session = serve.sessions[0]
+    bridge = session.ops
+    sizes = {entry.name: entry.stat().st_size for entry in os.scandir(mnt)}
+    assert sizes == {f"f{i}": i for i in range(50)}
+    Path("/proc/sys/vm/drop_caches").write_text("2\n")
+    assert wait_for(lambda: len(bridge._nodes) == 1, 10), len(bridge._nodes)  # only the root is left
+
+
+@pytest.mark.parametrize("passthrough", [True, False])
+def test_a_loopback_with_passthrough_is_one_argument(serve, tree, workdir, passthrough):
+    backing = workdir / "backing"
+    backing.mkdir()
+    (backing / "data").write_bytes(os.urandom(1 << 20))
+    mnt = serve(LoopbackPaths(str(backing)), passthrough="auto" if passthrough else False)
+    session = serve.sessions[0]
+    assert session.passthrough is passthrough
+    assert (mnt / "data").read_bytes() == (backing / "data").read_bytes()
+    with open(mnt / "new", "wb") as f:
+        f.write(b"y" * 100_000)
+    assert (backing / "new").read_bytes() == b"y" * 100_000
+    counts = session.request_counts()
+    if passthrough:
+        assert counts.get("READ", 0) == 0 and counts.get("WRITE", 0) == 0, counts
+    else:
+        assert counts["READ"] > 0 and counts["WRITE"] > 0

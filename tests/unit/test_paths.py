@@ -1,0 +1,43 @@
+"""The path bridge's conversions, without a kernel."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from shuntfs import EntryAttributes
+from shuntfs.paths import PathBridge, PathOperations, attributes_of
+
+
+def test_attributes_from_a_dict_with_float_times():
+    a = attributes_of({"st_mode": stat.S_IFREG | 0o644, "st_size": 3, "st_mtime": 1.5, "st_nlink": 1}, 2.0)
+    assert (a.st_mode, a.st_size, a.st_mtime_ns, a.st_blocks, a.attr_timeout) == (0o100644, 3, 1_500_000_000, 1, 2.0)
+    assert a.shown_ino is None and a.st_blksize == 4096
+
+
+def test_attributes_from_a_stat_result_keep_nanoseconds_and_the_inode_number():
+    st = os.lstat(__file__)
+    a = attributes_of(st, 1.0)
+    assert (a.st_mtime_ns, a.st_size, a.shown_ino) == (st.st_mtime_ns, st.st_size, st.st_ino)
+    given = EntryAttributes(st_ino=9)
+    assert attributes_of(given, 1.0) is given
+
+
+def test_paths_follow_renames_of_their_directories():
+    class Tree(PathOperations):
+        def getattr(self, path, fh=None):
+            return {"st_mode": stat.S_IFDIR | 0o755 if not path.endswith("f") else stat.S_IFREG | 0o644}
+
+        def rename(self, old, new, flags):
+            pass
+
+    bridge = PathBridge(Tree())
+    ctx = None
+    a = bridge.lookup(1, b"a", ctx)
+    b = bridge.lookup(a.st_ino, b"b", ctx)
+    f = bridge.lookup(b.st_ino, b"f", ctx)
+    assert bridge.path(f.st_ino) == "/a/b/f"
+    bridge.rename(1, b"a", 1, b"z", 0, ctx)
+    assert bridge.path(f.st_ino) == "/z/b/f"
+    bridge.forget([(f.st_ino, 1), (b.st_ino, 1), (a.st_ino, 1)])
+    assert list(bridge._nodes) == [1]
