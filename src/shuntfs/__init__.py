@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .mirror import Mirror
 from .mount import MountError, MountOptions
 from .operations import (
     NOW,
@@ -33,6 +34,7 @@ __all__ = [
     "FileInfo",
     "FUSEError",
     "InodeT",
+    "Mirror",
     "MountError",
     "MountOptions",
     "Operations",

@@ -518,6 +518,9 @@ def _proc(fd: int) -> str:
 class Mirror(Operations):
     """Mirror ``source``. ``cache`` is none/auto/always.
 
+    Public, and meant to be subclassed for a mirror with a twist (hide, filter, log, rewrite): override a handler,
+    call ``super()``, and use :meth:`path` to decide by name. Constructing it changes no process-wide state.
+
     ``as_caller`` makes a root daemon do every operation that the source checks with the caller's credentials
     (needed whenever users other than root reach the mount), so the source decides each one on the real inode.
     ``posix_acl`` lets the kernel check mode bits and ACLs before it asks (FUSE_POSIX_ACL), which a mount that other
@@ -585,6 +588,21 @@ class Mirror(Operations):
         if nodeid != ROOT_INODE:  # the kernel wants generation 0 for the root
             attrs.generation = self.generation
         return attrs
+
+    def path(self, inode: int) -> str:
+        """Where ``inode`` is now, relative to SOURCE ("" for SOURCE itself), for subclasses that decide by name. It
+        is read from the inode's own fd, so renames made behind the mount show. ENOENT once the file has no name
+        (or lies outside SOURCE), ESTALE for a node id the kernel has not been given."""
+        with self.inodes.borrow(inode) as fd:
+            if not os.fstat(fd).st_nlink:
+                raise FUSEError(errno.ENOENT)
+            where = os.readlink(_proc(fd))
+        relative = os.path.relpath(where, self.source)
+        if relative == ".":
+            return ""
+        if relative == ".." or relative.startswith("../"):
+            raise FUSEError(errno.ENOENT)
+        return relative
 
     def _caller(
         self, ctx: RequestContext, below: int = 0, capabilities: bool = False

@@ -211,3 +211,26 @@ def test_a_lookup_by_node_id_racing_its_forget_finds_the_file(tree):
         churner.join()
         table.close()
     assert wrong == []
+
+
+def test_mirror_path_follows_the_source(tree):
+    from shuntfs import Mirror
+    from shuntfs.operations import RequestContext
+
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "b" / "f").write_bytes(b"x")
+    mirror = Mirror(str(tree))
+    ctx = RequestContext(0, 0, 0, 0)
+    try:
+        a = mirror.lookup(1, b"a", ctx).st_ino
+        b = mirror.lookup(a, b"b", ctx).st_ino
+        f = mirror.lookup(b, b"f", ctx).st_ino
+        assert (mirror.path(1), mirror.path(f)) == ("", "a/b/f")
+        os.rename(tree / "a", tree / "z")  # behind the mount
+        assert mirror.path(f) == "z/b/f"
+        os.unlink(tree / "z" / "b" / "f")
+        with pytest.raises(FUSEError) as caught:
+            mirror.path(f)
+        assert caught.value.errno == errno.ENOENT
+    finally:
+        mirror.destroy()
