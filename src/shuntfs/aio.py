@@ -20,12 +20,30 @@ from .operations import Operations
 _METHODS = [name for name, value in vars(Operations).items() if callable(value) and not name.startswith("_")]
 
 
-def async_methods(ops: Operations) -> list[str]:
-    """The handlers of ``ops`` written as coroutines or async generators."""
-    return [
-        name for name in _METHODS
-        if inspect.iscoroutinefunction(getattr(ops, name, None)) or inspect.isasyncgenfunction(getattr(ops, name, None))
-    ]
+def _is_async(value: object) -> bool:
+    return inspect.iscoroutinefunction(value) or inspect.isasyncgenfunction(value)
+
+
+def async_methods(ops: object, base: type = Operations) -> list[str]:
+    """The handlers of ``ops`` (those ``base`` defines) written as coroutines or async generators."""
+    names = [name for name, value in vars(base).items() if callable(value) and not name.startswith("_")]
+    return [name for name in names if _is_async(getattr(ops, name, None))]
+
+
+class SyncProxy:
+    """``target`` with its ``async def`` methods callable from a worker thread: they run on ``loop`` and the caller
+    waits for the result (the path bridge calls a PathOperations through one)."""
+
+    def __init__(self, target: object, loop: asyncio.AbstractEventLoop) -> None:
+        self._target = target
+        self._loop = loop
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._target, name)
+        if _is_async(value):
+            value = _sync(value, self._loop)
+            setattr(self, name, value)  # wrapped once
+        return value
 
 
 def _sync(method: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
@@ -52,7 +70,7 @@ def bridge(ops: Operations, loop: asyncio.AbstractEventLoop) -> Operations:
         if getattr(own, name, None) is getattr(Operations, name):
             continue
         target = getattr(ops, name)
-        if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target):
+        if _is_async(target):
             target = _sync(target, loop)
         methods[name] = staticmethod(target)
 

@@ -9,6 +9,7 @@ directly and bridges it.
 
 Paths are ``str``, ``"/"`` for the root, decoded with :func:`os.fsdecode` so that names that are not UTF-8
 round-trip. Passthrough stays one argument: ``open`` and ``create`` may return ``FileInfo(fh, passthrough_fd=fd)``.
+Handlers may be ``async def`` (``readdir`` an async generator), as with the inode API.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from . import abi, backing, buffers, protocol, uring_queues
 from .abi import InitFlag
-from .aio import LoopThread, async_methods, bridge
+from .aio import LoopThread, SyncProxy, async_methods, bridge
 from .backing import BackingRegistry
 from .blocking import BlockingPool
 from .dispatch import Dispatcher, Later, Reply
@@ -127,12 +127,20 @@ class Session:
     def _handlers(self) -> Operations:
         """The filesystem as the dispatcher calls it: async handlers run on an event loop (the one serve_async runs
         on, else a private one)."""
-        if not async_methods(self.ops):
-            return self.ops
+        ops = self.ops
+        if isinstance(ops, PathBridge):
+            if async_methods(ops.fs, PathOperations):
+                ops.fs = SyncProxy(ops.fs, self._asyncio_loop())  # type: ignore[assignment]
+            return ops
+        if not async_methods(ops):
+            return ops
+        return bridge(ops, self._asyncio_loop())
+
+    def _asyncio_loop(self) -> asyncio.AbstractEventLoop:
         if self._event_loop is None:
             self._loop_thread = LoopThread()
             self._event_loop = self._loop_thread.loop
-        return bridge(self.ops, self._event_loop)
+        return self._event_loop
 
     async def serve_async(self) -> None:
         """Mount and serve with ``async def`` handlers on the running event loop; return once unmounted."""

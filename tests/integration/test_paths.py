@@ -3,6 +3,7 @@ with passthrough, operation by operation."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import stat
@@ -127,3 +128,29 @@ def test_a_loopback_with_passthrough_is_one_argument(serve, tree, workdir, passt
         assert counts.get("READ", 0) == 0 and counts.get("WRITE", 0) == 0, counts
     else:
         assert counts["READ"] > 0 and counts["WRITE"] > 0
+
+
+class AsyncMemoryPaths(MemoryPaths):
+    """The same filesystem with async handlers, an async generator among them."""
+
+    async def getattr(self, path, fh=None):
+        await asyncio.sleep(0)
+        return MemoryPaths.getattr(self, path, fh)
+
+    async def readdir(self, path, fh):
+        for name in MemoryPaths.readdir(self, path, fh):
+            await asyncio.sleep(0)
+            yield name
+
+    async def read(self, path, size, offset, fh):
+        await asyncio.sleep(0.01)
+        return MemoryPaths.read(self, path, size, offset, fh)
+
+
+def test_async_path_handlers(serve):
+    mnt = serve(AsyncMemoryPaths())
+    (mnt / "f").write_bytes(b"async")
+    assert (mnt / "f").read_bytes() == b"async"
+    assert sorted(os.listdir(mnt)) == ["f"] and os.stat(mnt / "f").st_size == 5
+    with pytest.raises(FileNotFoundError):
+        os.stat(mnt / "nope")
