@@ -10,12 +10,15 @@ and OSError become their errno, anything else EIO and a logged traceback.
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import threading
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from typing import Any
 
-from .operations import Operations
+from .interrupts import Cancellations, current
+from .operations import FUSEError, Operations
 
 _METHODS = [name for name, value in vars(Operations).items() if callable(value) and not name.startswith("_")]
 
@@ -34,33 +37,56 @@ class SyncProxy:
     """``target`` with its ``async def`` methods callable from a worker thread: they run on ``loop`` and the caller
     waits for the result (the path bridge calls a PathOperations through one)."""
 
-    def __init__(self, target: object, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, target: object, loop: asyncio.AbstractEventLoop, cancellations: Cancellations | None = None
+    ) -> None:
         self._target = target
         self._loop = loop
+        self._cancellations = cancellations
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
         if _is_async(value):
-            value = _sync(value, self._loop)
+            value = _sync(value, self._loop, self._cancellations)
             setattr(self, name, value)  # wrapped once
         return value
 
 
-def _sync(method: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+def _sync(
+    method: Callable[..., Any], loop: asyncio.AbstractEventLoop, cancellations: Cancellations | None = None
+) -> Callable[..., Any]:
+    """``method`` called from a worker thread: run on ``loop``, waited for; an INTERRUPT of the request the worker
+    serves cancels it (answered EINTR)."""
+
+    def wait(coroutine: Any) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coroutine, loop)
+        unique = current()
+        if cancellations is None or not unique:
+            return future.result()
+        cancellations.track(unique, future)
+        try:
+            return future.result()
+        except CancelledError:
+            raise FUSEError(errno.EINTR) from None
+        finally:
+            cancellations.done(unique)
+
     if inspect.isasyncgenfunction(method):
         async def collect(*args: Any) -> list:
             return [item async for item in method(*args)]
 
         def run_generator(*args: Any) -> Any:
-            return iter(asyncio.run_coroutine_threadsafe(collect(*args), loop).result())
+            return iter(wait(collect(*args)))
         return run_generator
 
     def run(*args: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(method(*args), loop).result()
+        return wait(method(*args))
     return run
 
 
-def bridge(ops: Operations, loop: asyncio.AbstractEventLoop) -> Operations:
+def bridge(
+    ops: Operations, loop: asyncio.AbstractEventLoop, cancellations: Cancellations | None = None
+) -> Operations:
     """``ops`` as the dispatcher calls it: an Operations whose overridden handlers forward to ``ops``, the async ones
     through ``loop``. Handlers ``ops`` does not override stay the base class's, so the dispatcher still sees which
     ones a filesystem implements."""
@@ -71,7 +97,7 @@ def bridge(ops: Operations, loop: asyncio.AbstractEventLoop) -> Operations:
             continue
         target = getattr(ops, name)
         if _is_async(target):
-            target = _sync(target, loop)
+            target = _sync(target, loop, cancellations)
         methods[name] = staticmethod(target)
 
     def connection(self: Operations) -> Any:

@@ -23,6 +23,7 @@ from .abi import InitFlag, Opcode, OpenFlag
 from .backing import BackingRegistry
 from .blocking import BlockingPool
 from .control_server import CONTROL_XATTR
+from .interrupts import Cancellations, serving
 from .operations import (
     EntryAttributes,
     FileInfo,
@@ -98,6 +99,7 @@ class Dispatcher:
         registry: BackingRegistry,
         config: protocol.InitConfig,
         blocking: BlockingPool | None = None,
+        cancellations: Cancellations | None = None,
     ) -> None:
         self.ops = ops
         self.registry = registry
@@ -113,6 +115,8 @@ class Dispatcher:
         self.control_name: bytes | None = None
         #: helper threads for requests that would wait on a user; their waits end on the kernel's INTERRUPT
         self.blocking = blocking
+        #: coroutines of async handlers by request, cancelled by the kernel's INTERRUPT
+        self.cancellations = cancellations
         #: sends a notification message to the kernel (the session's)
         self.notify: Callable[[bytes], bool] | None = None
         #: each opcode's handler (None: ENOSYS), from the opcode table
@@ -163,6 +167,7 @@ class Dispatcher:
                 if opcode in protocol.NO_REPLY:
                     return None
                 raise FUSEError(errno.ENOSYS)
+            serving(req.unique)
             if req.blocking and self.blocking is not None:
                 with self.blocking.running(req.unique):
                     payload = handler(req)
@@ -538,6 +543,8 @@ class Dispatcher:
         # Handlers run to completion and reply; only one that waits on a helper thread (WouldBlock) is interrupted.
         if self.blocking is not None:
             self.blocking.interrupt(req.arg.unique)
+        if self.cancellations is not None:
+            self.cancellations.interrupt(req.arg.unique)
         return NO_REPLY
 
 

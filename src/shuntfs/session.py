@@ -25,6 +25,7 @@ from .aio import LoopThread, SyncProxy, async_methods, bridge
 from .backing import BackingRegistry
 from .blocking import BlockingPool
 from .dispatch import Dispatcher, Later, Reply
+from .interrupts import Cancellations
 from .mount import MountOptions, find_mount, mount, raise_readahead, start_watchdog, unmount
 from .operations import Operations
 from .paths import PathBridge, PathOperations
@@ -112,6 +113,8 @@ class Session:
         self._initialized = False
         #: helper threads for requests whose handlers would wait on a user (WouldBlock)
         self.blocking = BlockingPool()
+        #: async handlers' coroutines by request, for the kernel's INTERRUPT
+        self.cancellations = Cancellations()
 
     # ---- lifecycle
     def mount(self) -> None:
@@ -119,7 +122,7 @@ class Session:
         entry = find_mount(self.mountpoint)
         self.dev = entry.dev if entry else 0
         self.registry = BackingRegistry(self.fd, reason=self.policy.reason)
-        self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config, self.blocking)
+        self.dispatcher = Dispatcher(self._handlers(), self.registry, self.config, self.blocking, self.cancellations)
         self.dispatcher.notify = self._notify
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
@@ -130,11 +133,11 @@ class Session:
         ops = self.ops
         if isinstance(ops, PathBridge):
             if async_methods(ops.fs, PathOperations):
-                ops.fs = SyncProxy(ops.fs, self._asyncio_loop())  # type: ignore[assignment]
+                ops.fs = SyncProxy(ops.fs, self._asyncio_loop(), self.cancellations)  # type: ignore[assignment]
             return ops
         if not async_methods(ops):
             return ops
-        return bridge(ops, self._asyncio_loop())
+        return bridge(ops, self._asyncio_loop(), self.cancellations)
 
     def _asyncio_loop(self) -> asyncio.AbstractEventLoop:
         if self._event_loop is None:

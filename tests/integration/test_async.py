@@ -120,3 +120,51 @@ def test_serve_with_a_private_loop(tree, caplog):
     finally:
         session.unmount()
         session.wait()
+
+
+class Hangs(Operations):
+    """A lookup of "hang" waits a minute, as a network fetch might; an INTERRUPT must cancel it."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+
+    async def lookup(self, parent, name, ctx):
+        if name != b"hang":
+            raise FUSEError(errno.ENOENT)
+        self.started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        raise FUSEError(errno.ENOENT)
+
+    def getattr(self, inode, fh, ctx):
+        return EntryAttributes(st_ino=inode, st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+
+
+def test_an_interrupted_request_cancels_its_async_handler(tree):
+    """A client killed by a signal while its request waits: the handler's coroutine is cancelled and the client
+    goes at once (the kernel waits for the reply of a request already sent before it lets a dying caller go)."""
+    import subprocess
+    import sys
+
+    _src, mnt = tree
+    ops = Hangs()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False)
+    session.mount()
+    session.start()
+    try:
+        assert session.wait_init()
+        client = subprocess.Popen([sys.executable, "-c", f"import os; os.stat({str(mnt / 'hang')!r})"])
+        assert ops.started.wait(10)
+        started = time.monotonic()
+        client.terminate()  # SIGTERM: the kernel sends INTERRUPT for the waiting LOOKUP
+        client.wait(15)
+        assert time.monotonic() - started < 5, "the client waited for the handler's minute"
+        assert ops.cancelled.wait(5)
+        assert session.request_counts().get("INTERRUPT", 0) >= 1
+    finally:
+        session.unmount()
+        session.wait()
