@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from .interrupts import Early
 from .operations import FUSEError
 
 log = logging.getLogger("shuntfs")
@@ -26,8 +27,6 @@ INTERRUPT_SIGNAL = signal.SIGRTMIN + 4
 #: Helpers at most: each holds one waiting request. Past that many waiting requests, more get EWOULDBLOCK rather
 #: than a queue of their own (and, over io_uring, a ring entry each).
 THREADS = 32
-#: INTERRUPTs remembered for requests not (yet) running here; most are for requests that already replied.
-_REMEMBERED = 256
 _RESIGNAL_S = 0.05
 
 
@@ -51,7 +50,7 @@ class BlockingPool:
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._running: dict[int, int] = {}  # unique -> thread ident
-        self._interrupted: dict[int, None] = {}  # ordered: the oldest are dropped first
+        self._interrupted = Early()
         self.interruptible = install_signal()
 
     def submit(self, run: Callable[[], None]) -> bool:
@@ -85,9 +84,7 @@ class BlockingPool:
         with self._lock:
             ident = self._running.get(unique)
             if ident is None:
-                self._interrupted[unique] = None
-                while len(self._interrupted) > _REMEMBERED:
-                    del self._interrupted[next(iter(self._interrupted))]
+                self._interrupted.add(unique)
                 return
         self._signal(unique, ident, 20)
 
@@ -125,7 +122,7 @@ class _Running:
     def __enter__(self) -> None:
         pool = self.pool
         with pool._lock:
-            if pool._interrupted.pop(self.unique, 1) is None:
+            if pool._interrupted.take(self.unique):
                 raise FUSEError(errno.EINTR)  # interrupted before it got here
             pool._running[self.unique] = threading.get_ident()
 

@@ -9,10 +9,32 @@ remembered for a while, and cancels the coroutine as soon as it is registered.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 
-_REMEMBERED = 256  # INTERRUPTs kept for requests not (yet) running a coroutine; most already replied
 _current = threading.local()
+
+
+class Early:
+    """INTERRUPTs for requests not (yet) being served where they were looked for: the newest ``size`` are kept
+    (most are for requests that already replied), so one that overtook its request still reaches it. The caller
+    holds its own lock."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._uniques: OrderedDict[int, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._uniques)
+
+    def add(self, unique: int) -> None:
+        self._uniques[unique] = None
+        if len(self._uniques) > self.size:
+            self._uniques.popitem(last=False)
+
+    def take(self, unique: int) -> bool:
+        """Whether ``unique`` was interrupted before it got here (and forget it)."""
+        return self._uniques.pop(unique, 1) is None
 
 
 def serving(unique: int) -> None:
@@ -31,11 +53,11 @@ class Cancellations:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._futures: dict[int, Future] = {}
-        self._early: dict[int, None] = {}  # ordered: the oldest are dropped first
+        self._early = Early()
 
     def track(self, unique: int, future: Future) -> None:
         with self._lock:
-            if self._early.pop(unique, 1) is None:
+            if self._early.take(unique):
                 future.cancel()  # interrupted before it started
                 return
             self._futures[unique] = future
@@ -49,8 +71,6 @@ class Cancellations:
         with self._lock:
             future = self._futures.get(unique)
             if future is None:
-                self._early[unique] = None
-                while len(self._early) > _REMEMBERED:
-                    del self._early[next(iter(self._early))]
+                self._early.add(unique)
                 return
         future.cancel()
