@@ -167,7 +167,8 @@ class Dispatcher:
                 if opcode in protocol.NO_REPLY:
                     return None
                 raise FUSEError(errno.ENOSYS)
-            serving(req.unique)
+            if self.cancellations is not None:
+                serving(req.unique)
             if req.blocking and self.blocking is not None:
                 with self.blocking.running(req.unique):
                     payload = handler(req)
