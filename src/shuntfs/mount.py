@@ -40,6 +40,8 @@ MOUNT_FLAG_WORDS = {
     "relatime": (MS_RELATIME, _ATIME), "strictatime": (MS_STRICTATIME, _ATIME), "nodiratime": (MS_NODIRATIME, 0),
     "diratime": (0, MS_NODIRATIME), "norelatime": (0, MS_RELATIME),
 }
+#: What a remount may say: the mount flags, and ro/rw (which a new mount takes from its own option).
+_REMOUNT_WORDS = {**MOUNT_FLAG_WORDS, "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY)}
 #: Words only root may use: fusermount3 refuses to lift nosuid,nodev for other users.
 ROOT_ONLY_WORDS = {"suid", "dev"}
 #: The FUSE module's own options as /proc/mounts shows them; mount(8) hands them back on a remount.
@@ -145,10 +147,10 @@ def fuse_mount_option_string(fd: int, rootmode: int, opts: MountOptions, uid: in
     return ",".join(words + [w for w in opts.extra if w not in MOUNT_FLAG_WORDS])
 
 
-def mount_flags(words: list[str], flags: int) -> int:
+def mount_flags(words: list[str], flags: int, table: dict[str, tuple[int, int]] = MOUNT_FLAG_WORDS) -> int:
     """``flags`` changed by the generic mount ``words`` in turn (a later word wins, as with mount(8))."""
     for word in words:
-        set_bits, clear_bits = MOUNT_FLAG_WORDS.get(word, (0, 0))
+        set_bits, clear_bits = table.get(word, (0, 0))
         flags = (flags & ~clear_bits) | set_bits
     return flags
 
@@ -247,13 +249,7 @@ def remount(entry: MountEntry, words: list[str]) -> None:
             flags |= MOUNT_FLAG_WORDS[word][0]
     # mountinfo shows noatime or relatime, and neither for strictatime
     flags |= MS_NOATIME if "noatime" in have else MS_RELATIME if "relatime" in have else MS_STRICTATIME
-    for word in words:
-        if word == "ro":
-            flags |= MS_RDONLY
-        elif word == "rw":
-            flags &= ~MS_RDONLY
-        else:
-            flags = mount_flags([word], flags)
+    flags = mount_flags(words, flags, _REMOUNT_WORDS)
     if _libc.mount(None, entry.mountpoint.encode(), None, MS_REMOUNT | flags, None) != 0:
         err = ctypes.get_errno()
         raise MountError(f"remount {entry.mountpoint}: {os.strerror(err)}")
