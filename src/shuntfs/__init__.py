@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .interrupts import interrupted
 from .mirror import Mirror
 from .mount import MountError, MountOptions
 from .operations import (
@@ -48,4 +49,5 @@ __all__ = [
     "StatvfsData",
     "StatxAttributes",
     "dtype_of",
+    "interrupted",
 ]

@@ -115,8 +115,8 @@ class Dispatcher:
         self.control_name: bytes | None = None
         #: helper threads for requests that would wait on a user; their waits end on the kernel's INTERRUPT
         self.blocking = blocking
-        #: coroutines of async handlers by request, cancelled by the kernel's INTERRUPT
-        self.cancellations = cancellations
+        #: the session's INTERRUPTs: async handlers' coroutines are cancelled, sync ones may ask (interrupts)
+        self.cancellations = cancellations or Cancellations()
         #: sends a notification message to the kernel (the session's)
         self.notify: Callable[[bytes], bool] | None = None
         #: each opcode's handler (None: ENOSYS), from the opcode table
@@ -139,6 +139,9 @@ class Dispatcher:
             return self.malformed(data, e)
         opcode = req.opcode
         counts[opcode if opcode <= _MAX_OPCODE else 0] += 1
+        cancellations = self.cancellations
+        if req.unique > cancellations.newest and not req.unique & 1:  # odd: an INTERRUPT's own
+            cancellations.newest = req.unique
         if handoff and opcode in self._slow:
             return Later(req, False)
         req.out = out
@@ -167,8 +170,7 @@ class Dispatcher:
                 if opcode in protocol.NO_REPLY:
                     return None
                 raise FUSEError(errno.ENOSYS)
-            if self.cancellations is not None:
-                serving(req.unique)
+            serving(req, self.cancellations)
             if req.blocking and self.blocking is not None:
                 with self.blocking.running(req.unique):
                     payload = handler(req)
@@ -541,11 +543,12 @@ class Dispatcher:
         return protocol.statx_out(sx.attr_timeout, sx.pack())
 
     def _interrupt(self, req: Request) -> object:
-        # Handlers run to completion and reply; only one that waits on a helper thread (WouldBlock) is interrupted.
+        # A handler waiting on a helper thread (WouldBlock) has its wait interrupted; an async one is cancelled; a
+        # sync one may ask. One for a request not read yet goes back to the kernel, which sends it again later.
+        if not self.cancellations.interrupt(req.arg.unique):
+            raise FUSEError(errno.EAGAIN)
         if self.blocking is not None:
             self.blocking.interrupt(req.arg.unique)
-        if self.cancellations is not None:
-            self.cancellations.interrupt(req.arg.unique)
         return NO_REPLY
 
 

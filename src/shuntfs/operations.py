@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
 from .abi import ROOT_ID, STATX, STATX_BASIC_STATS, STATX_SIZE
+from .interrupts import current_request, interrupted
 from .protocol.negotiation import Negotiated
 from .protocol.requests import NOW as _NOW
 
@@ -283,6 +284,13 @@ class RequestContext:
         self.umask = umask
         #: True on a helper thread, after the handler raised :class:`WouldBlock`: it may wait now
         self.may_block = may_block
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the caller gave up on this request (it got a signal): a long job may stop and raise
+        ``FUSEError(errno.EINTR)``. Ask it on the thread that serves the request."""
+        request = current_request()
+        return request is not None and request.unique == self.unique and interrupted()
 
     def __repr__(self) -> str:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"

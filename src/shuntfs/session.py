@@ -122,26 +122,23 @@ class Session:
         entry = find_mount(self.mountpoint)
         self.dev = entry.dev if entry else 0
         self.registry = BackingRegistry(self.fd, reason=self.policy.reason)
-        handlers, bridged = self._handlers()
-        # Only async handlers can be cancelled: without them no request needs to say which thread serves it.
-        self.dispatcher = Dispatcher(handlers, self.registry, self.config, self.blocking,
-                                     self.cancellations if bridged else None)
+        handlers = self._handlers()
+        self.dispatcher = Dispatcher(handlers, self.registry, self.config, self.blocking, self.cancellations)
         self.dispatcher.notify = self._notify
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
 
-    def _handlers(self) -> tuple[Operations, bool]:
-        """The filesystem as the dispatcher calls it, and whether it has async handlers: those run on an event loop
-        (the one serve_async runs on, else a private one)."""
+    def _handlers(self) -> Operations:
+        """The filesystem as the dispatcher calls it: async handlers run on an event loop (the one serve_async runs
+        on, else a private one)."""
         ops = self.ops
         if isinstance(ops, PathBridge):
-            if not async_methods(ops.fs, PathOperations):
-                return ops, False
-            ops.fs = SyncProxy(ops.fs, self._asyncio_loop(), self.cancellations)  # type: ignore[assignment]
-            return ops, True
+            if async_methods(ops.fs, PathOperations):
+                ops.fs = SyncProxy(ops.fs, self._asyncio_loop(), self.cancellations)  # type: ignore[assignment]
+            return ops
         if not async_methods(ops):
-            return ops, False
-        return bridge(ops, self._asyncio_loop(), self.cancellations), True
+            return ops
+        return bridge(ops, self._asyncio_loop(), self.cancellations)
 
     def _asyncio_loop(self) -> asyncio.AbstractEventLoop:
         if self._event_loop is None:

@@ -168,3 +168,51 @@ def test_an_interrupted_request_cancels_its_async_handler(tree):
     finally:
         session.unmount()
         session.wait()
+
+
+class HangsPolling(Operations):
+    """A sync lookup of "hang" works for up to a minute in small steps, asking between them whether its caller gave
+    up, as a sync handler fetching in chunks would."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.gave_up = threading.Event()
+
+    def lookup(self, parent, name, ctx):
+        if name != b"hang":
+            raise FUSEError(errno.ENOENT)
+        self.started.set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if ctx.interrupted:
+                self.gave_up.set()
+                raise FUSEError(errno.EINTR)
+            time.sleep(0.01)
+        raise FUSEError(errno.ENOENT)
+
+    def getattr(self, inode, fh, ctx):
+        return EntryAttributes(st_ino=inode, st_mode=stat.S_IFDIR | 0o755, st_nlink=2)
+
+
+@pytest.mark.parametrize("io_uring", [False, True], ids=["dev-fuse", "io-uring"])
+def test_a_sync_handler_sees_its_request_interrupted(tree, io_uring):
+    import subprocess
+    import sys
+
+    _src, mnt = tree
+    ops = HangsPolling()
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=io_uring)
+    session.mount()
+    session.start()
+    try:
+        assert session.wait_init()
+        client = subprocess.Popen([sys.executable, "-c", f"import os; os.stat({str(mnt / 'hang')!r})"])
+        assert ops.started.wait(10)
+        started = time.monotonic()
+        client.terminate()
+        client.wait(15)
+        assert time.monotonic() - started < 5, "the client waited for the handler's minute"
+        assert ops.gave_up.wait(5)
+    finally:
+        session.unmount()
+        session.wait()

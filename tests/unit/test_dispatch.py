@@ -327,3 +327,38 @@ def test_statx_attributes_round_trip_the_kernels_layout():
     real = StatxAttributes.unpack(buf.raw)
     st = os.stat(__file__)
     assert (real.ino, real.size, real.mtime_ns, real.mode) == (st.st_ino, st.st_size, st.st_mtime_ns, st.st_mode)
+
+
+def test_an_interrupt_for_a_request_not_read_yet_goes_back_to_the_kernel():
+    """The kernel may send an INTERRUPT on one thread before another thread has read its request: the protocol's
+    answer is EAGAIN (the kernel sends it again later); one for a request already read takes no reply."""
+    d = make(Fake())
+    counts = [0] * (abi.MAX_OPCODE + 1)
+    early = d.handle(raw(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(8), unique=9), None, counts)
+    assert abi.OUT_HEADER.unpack(early) == (16, -errno.EAGAIN, 9)  # the INTERRUPT's own unique (8 | 1)
+    d.handle(raw(Opcode.LOOKUP, b"a\0", unique=8), None, counts)
+    assert d.handle(raw(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(8), unique=9), None, counts) is None
+    assert d.cancellations.interrupted(8) and not d.cancellations.interrupted(6)
+
+
+def test_a_sync_handler_can_ask_whether_its_request_was_interrupted():
+    from shuntfs import interrupted
+
+    asked: list[tuple[bool, bool]] = []
+
+    class Asks(Fake):
+        def lookup(self, parent, name, ctx):
+            asked.append((ctx.interrupted, interrupted()))
+            if ctx.interrupted:
+                raise FUSEError(errno.EINTR)
+            return super().lookup(parent, name, ctx)
+
+    d = make(Asks())
+    counts = [0] * (abi.MAX_OPCODE + 1)
+    assert abi.OUT_HEADER.unpack_from(message(d.handle(raw(Opcode.LOOKUP, b"a\0", unique=10), None, counts)))[1] == 0
+    d.handle(raw(Opcode.LOOKUP, b"a\0", unique=12), None, counts)  # read, then interrupted while "in progress"
+    d.handle(raw(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(14), unique=15), None, counts)  # not read: not recorded
+    d.handle(raw(Opcode.INTERRUPT, abi.INTERRUPT_IN.pack(12), unique=13), None, counts)
+    again = d.handle(raw(Opcode.LOOKUP, b"a\0", unique=12), None, counts)  # as if its handler asked now
+    assert abi.OUT_HEADER.unpack(again) == (16, -errno.EINTR, 12)
+    assert asked == [(False, False), (False, False), (True, True)]

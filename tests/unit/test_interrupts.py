@@ -9,6 +9,7 @@ from shuntfs.interrupts import Cancellations
 
 def test_an_interrupt_cancels_the_registered_future_and_one_that_comes_later():
     c = Cancellations()
+    c.newest = 2000  # every request below was read
     running = Future()
     c.track(7, running)
     c.interrupt(7)
@@ -25,3 +26,11 @@ def test_an_interrupt_cancels_the_registered_future_and_one_that_comes_later():
     for unique in range(1000, 1400):  # old early interrupts are forgotten, not kept for ever
         c.interrupt(unique)
     assert len(c._early) == 256
+
+
+def test_an_interrupt_for_a_request_not_read_yet_is_refused_and_not_remembered():
+    c = Cancellations()
+    c.newest = 10
+    assert c.interrupt(10) and c.interrupted(10)
+    assert not c.interrupt(12)  # newer than any read: the kernel is to send it again (EAGAIN)
+    assert not c.interrupted(12)
