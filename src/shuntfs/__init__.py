@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .command import main
 from .interrupts import interrupted
 from .mirror import Mirror
 from .mount import MountError, MountOptions
@@ -21,6 +22,7 @@ from .operations import (
     StatxAttributes,
     WouldBlock,
     dtype_of,
+    request_context,
 )
 from .paths import UTIME_NOW, UTIME_OMIT, PathOperations
 from .session import Session
@@ -50,4 +52,6 @@ __all__ = [
     "StatxAttributes",
     "dtype_of",
     "interrupted",
+    "main",
+    "request_context",
 ]

@@ -9,6 +9,7 @@ them.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import ctypes
@@ -27,6 +28,7 @@ from typing import Iterator, Sequence
 from . import credentials
 from .credentials import Caller, clear_setid_bits, may_access, may_search_all, set_thread_umask
 from .libc import libc
+from .mount import MS_NOATIME, MS_NODIRATIME, mount_flags
 from .operations import (
     NOW,
     ROOT_INODE,
@@ -41,6 +43,7 @@ from .operations import (
     StatxAttributes,
     WouldBlock,
 )
+from .options import Config, UsageError, choice, number, on_off
 
 log = logging.getLogger("shuntfs.mirror")
 
@@ -537,6 +540,45 @@ class Mirror(Operations):
 
     # Creations run as the caller apply its umask where the source would (not under a default ACL).
     applies_umask = True
+    # The owners and modes shown are SOURCE's: uid=, gid= and umask= do not apply.
+    settings = frozenset({"entry_timeout", "attr_timeout", "negative_timeout", "kernel_cache"})
+
+    # ---- as a command (``shuntfs SOURCE MOUNTPOINT``, or ``shuntfs.main(MyMirror)`` for a subclass)
+    command_options = [
+        choice("cache", CACHE_MODES, "kernel caching of names and attributes", default="auto"),
+        number("inode_fds", 1, 1 << 30, "known inodes that keep an O_PATH fd"),
+        number("user_files", 1, 1 << 30, "open files one user other than root may hold"),
+        number("export_inodes", 0, 1 << 30, "forgotten inodes kept for file handles (0: no export support)",
+               default=65536),
+        on_off("killpriv", "FUSE_HANDLE_KILLPRIV_V2 (default on)"),
+    ]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("source", metavar="SOURCE")
+        parser.add_argument("--cache", choices=sorted(CACHE_MODES), default=argparse.SUPPRESS,
+                            help="kernel caching: none, auto (default), always")
+
+    @classmethod
+    def from_arguments(cls, config: Config) -> Mirror:
+        """The mirror of ``config.source``: refused in one line when SOURCE is not a directory or holds the
+        mountpoint (the daemon's own lookups would enter its mount and wait on themselves for good)."""
+        src = config.source
+        if not os.path.exists(src):
+            raise UsageError(f"source {src}: no such file or directory")
+        if not os.path.isdir(src):
+            raise UsageError(f"source {src}: not a directory")
+        if os.path.realpath(config.mountpoint).startswith(os.path.realpath(src).rstrip("/") + "/"):
+            raise UsageError(f"mountpoint {config.mountpoint}: lies inside source {src}")
+        if config.fsname is None:
+            config.fsname = os.path.realpath(src)
+        atime = mount_flags(config.mount_words, 0)
+        # Other users' permissions are checked by the kernel too (ACLs included) where they can reach the mount; a
+        # mount only its owner uses spares the refreshes of directory attributes that kernel checks need.
+        return cls(src, cache=config.cache, inode_fds=config.inode_fds, clears_setid_bits=config.killpriv,
+                   user_files=config.user_files, posix_acl=config.allow_other or config.default_permissions,
+                   noatime=bool(atime & MS_NOATIME), nodiratime=bool(atime & MS_NODIRATIME),
+                   export_inodes=config.export_inodes)
 
     def __init__(
         self,
@@ -562,7 +604,10 @@ class Mirror(Operations):
             raise ValueError(f"cache must be one of {', '.join(CACHE_MODES)}")
         self.source = self.backing_source = os.path.realpath(source)
         self.cache = cache
-        self.timeout, self.negative_timeout = CACHE_MODES[cache]
+        timeout, self.negative_timeout = CACHE_MODES[cache]
+        self.entry_timeout = self.attr_timeout = timeout
+        self.kernel_cache = cache == "always"
+        self.cache_symlinks = cache != "none"
         self.as_caller = as_caller and credentials.AVAILABLE
         root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds, export_inodes)
@@ -583,8 +628,7 @@ class Mirror(Operations):
 
     # ---- helpers
     def _attrs(self, nodeid: int, st: os.stat_result) -> EntryAttributes:
-        t = self.timeout
-        attrs = EntryAttributes.from_stat(nodeid, st, t, t)
+        attrs = EntryAttributes.from_stat(nodeid, st, self.entry_timeout, self.attr_timeout)
         if nodeid != ROOT_INODE:  # the kernel wants generation 0 for the root
             attrs.generation = self.generation
         return attrs
@@ -769,7 +813,7 @@ class Mirror(Operations):
         else:
             with self.inodes.borrow(inode) as fd:
                 _check(_libc.statx(fd, b"", flags, mask | _STATX_BASIC_STATS, buf))
-        return StatxAttributes.unpack(buf.raw, self.timeout)
+        return StatxAttributes.unpack(buf.raw, self.attr_timeout)
 
     # ---- creating and removing names
     # Each runs as the caller on the parent's fd: the source checks write and search permission on the parent,
@@ -855,7 +899,7 @@ class Mirror(Operations):
             # Served in userspace, a write-only open gains nothing from FUSE's page cache (nothing reads through it)
             # and its writes skip a copy into it; the kernel invalidates other opens' cached pages it writes over.
             direct_io=self.cache == "none" or (flags & os.O_ACCMODE) == os.O_WRONLY,
-            keep_cache=self.cache == "always",
+            keep_cache=self.kernel_cache,
             noflush=True,  # flush() does nothing here, and the kernel still flushes a writeback cache first
         )
 

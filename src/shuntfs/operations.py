@@ -15,7 +15,7 @@ import errno as _errno
 import os
 import stat as _stat
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from .abi import ROOT_ID, STATX, STATX_BASIC_STATS, STATX_SIZE
 from .interrupts import current_request, interrupted
@@ -186,7 +186,8 @@ class FileInfo:
     yourself: with passthrough the kernel checks nothing on the backing file.
     """
 
-    fh: int = 0
+    #: an int the kernel hands back (the inode API), or any object (a PathOperations' handle)
+    fh: Any = 0
     passthrough_fd: int | None = None
     direct_io: bool = False
     keep_cache: bool = False
@@ -296,6 +297,13 @@ class RequestContext:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"
 
 
+def request_context() -> RequestContext | None:
+    """Who asked for the request the calling thread serves (None outside a request): for handlers that get no
+    ``ctx``, such as the path-based API's."""
+    request = current_request()
+    if request is None:
+        return None
+    return RequestContext(request.uid, request.gid, request.pid, request.unique)
 
 
 def dtype_of(mode: int) -> int:
@@ -342,6 +350,14 @@ class Operations:
     #: file, and ESTALE once the file is gone. The session negotiates FUSE_EXPORT_SUPPORT: the kernel's file handles
     #: of the mount (``open_by_handle_at``, NFS export) then keep working after it has forgotten their inodes.
     export_support: bool = False
+
+    #: The libfuse-style ``-o`` settings this filesystem honours when :func:`shuntfs.main` runs it: each one given is
+    #: set as the attribute of that name (``entry_timeout``, ``attr_timeout``, ``negative_timeout`` in seconds;
+    #: ``kernel_cache`` True; ``uid``, ``gid``, ``umask`` as numbers). Others are refused with a one-line reason.
+    settings: frozenset[str] = frozenset()
+
+    #: False: the kernel asks :meth:`readlink` every time instead of caching link targets (FUSE_CACHE_SYMLINKS).
+    cache_symlinks: bool = True
 
     #: The directory the filesystem's ``passthrough_fd`` files come from, if one: the session then raises the
     #: kernel's stacking depth when it lies on a stacked filesystem (overlayfs, FUSE), which backing files there need.

@@ -60,6 +60,12 @@ class PathOperations:
     #: your ``getattr`` reports, which must then be stable and unique.
     use_ino = False
 
+    #: True: a file unlinked while open is unlinked at once (not hidden), and the calls on its open handles get
+    #: ``path=None`` (libfuse's ``nullpath_ok``). ``nopath`` as well: calls on open files and directories always
+    #: get ``path=None`` (libfuse's ``nopath``), which spares working the path out.
+    nullpath_ok = False
+    nopath = False
+
     def init(self) -> None:
         """The mount is live."""
 
@@ -149,6 +155,9 @@ class PathOperations:
     def releasedir(self, path: str, fh: FileHandleT) -> None:
         pass
 
+    def fsyncdir(self, path: str, datasync: bool, fh: FileHandleT) -> None:
+        """Make the directory durable (default: nothing to do)."""
+
     def statfs(self, path: str) -> StatvfsData | Mapping[str, int] | os.statvfs_result:
         return StatvfsData(4096, 4096, 0, 0, 0, 0, 0, 255)
 
@@ -227,11 +236,23 @@ class _Dir:
 
 class PathBridge(Operations):
     """Serves the inode API with a :class:`PathOperations` (``timeout``: how long the kernel may cache names and
-    attributes, in seconds)."""
+    attributes, in seconds).
+
+    The libfuse settings (:attr:`settings`, ``-o`` options of :func:`shuntfs.main`) are applied here, as libfuse's
+    high-level API applies them: ``entry_timeout``, ``attr_timeout``, ``negative_timeout`` (0: a missing name is
+    asked again each time), ``kernel_cache`` (file data stays cached across opens), and ``uid``, ``gid``, ``umask``,
+    which replace the owner, group and permission bits of every file's attributes."""
+
+    settings = frozenset({"entry_timeout", "attr_timeout", "negative_timeout", "kernel_cache", "uid", "gid", "umask"})
 
     def __init__(self, fs: PathOperations, timeout: float = 1.0) -> None:
         self.fs = fs
-        self.timeout = timeout
+        self.entry_timeout = self.attr_timeout = timeout
+        self.negative_timeout = 0.0
+        self.kernel_cache = False
+        self.uid: int | None = None
+        self.gid: int | None = None
+        self.umask: int | None = None
         self._lock = threading.RLock()
         root = _Node(ROOT_INODE, 0, "")
         root.nlookup = 1
@@ -285,7 +306,7 @@ class PathBridge(Operations):
         attrs.st_ino = node.nodeid
         if attrs.shown_ino is None:
             attrs.shown_ino = node.nodeid
-        attrs.entry_timeout = attrs.attr_timeout = self.timeout
+        attrs.entry_timeout = self.entry_timeout
         return attrs
 
     def _drop_name(self, parent: int, name: str) -> None:
@@ -319,8 +340,19 @@ class PathBridge(Operations):
     def destroy(self) -> None:
         self.fs.destroy()
 
+    def _attributes(self, value: Attributes) -> EntryAttributes:
+        attrs = attributes_of(value, self.attr_timeout)
+        attrs.attr_timeout = self.attr_timeout
+        if self.uid is not None:
+            attrs.st_uid = self.uid
+        if self.gid is not None:
+            attrs.st_gid = self.gid
+        if self.umask is not None:
+            attrs.st_mode = stat.S_IFMT(attrs.st_mode) | (0o777 & ~self.umask)
+        return attrs
+
     def _getattr(self, path: str, fh: Any = None) -> EntryAttributes:
-        return attributes_of(self.fs.getattr(path, fh), self.timeout)
+        return self._attributes(self.fs.getattr(path, fh))
 
     def lookup(self, parent: InodeT, name: bytes, ctx: RequestContext) -> EntryAttributes:
         text = os.fsdecode(name)
@@ -329,7 +361,12 @@ class PathBridge(Operations):
             self._recent.entry = None
             attrs = recent[2]
         else:
-            attrs = self._getattr(self._child(parent, text))
+            try:
+                attrs = self._getattr(self._child(parent, text))
+            except (FUSEError, OSError) as e:
+                if e.errno != errno.ENOENT or not self.negative_timeout:
+                    raise
+                return EntryAttributes(st_ino=0, entry_timeout=self.negative_timeout, attr_timeout=0)
         return self._entry(parent, text, attrs)
 
     def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
@@ -390,7 +427,7 @@ class PathBridge(Operations):
         with self._lock:
             nodeid = self._names.get((parent, text))
             node = self._nodes.get(nodeid) if nodeid else None
-            if node is not None and node.opens > 0 and not node.hidden:
+            if node is not None and node.opens > 0 and not node.hidden and not self.fs.nullpath_ok:
                 # Open files keep working: the file moves to a hidden name until its last release.
                 hidden = f".fuse_hidden{node.nodeid:08x}{self._hidden():08x}"
                 self.fs.rename(path, self._child(parent, hidden), 0)
@@ -441,7 +478,8 @@ class PathBridge(Operations):
             self._files[fh] = (nodeid, info.fh)
             self._nodes[nodeid].opens += 1
         return FileInfo(fh=fh, passthrough_fd=info.passthrough_fd, direct_io=info.direct_io,
-                        keep_cache=info.keep_cache, nonseekable=info.nonseekable, noflush=info.noflush)
+                        keep_cache=info.keep_cache or self.kernel_cache, nonseekable=info.nonseekable,
+                        noflush=info.noflush)
 
     def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> FileInfo:
         return self._opened(inode, self.fs.open(self.path(inode), flags))
@@ -455,11 +493,23 @@ class PathBridge(Operations):
         attrs = self._made(parent, text)
         return self._opened(attrs.st_ino, answer), attrs
 
-    def _file(self, fh: FileHandleT) -> tuple[str, Any]:
+    def _file(self, fh: FileHandleT) -> tuple[Any, Any]:
         record = self._files.get(fh)
         if record is None:
             raise FUSEError(errno.EBADF)
-        return self.path(record[0]), record[1]
+        return self._open_path(record[0]), record[1]
+
+    def _open_path(self, nodeid: int) -> Any:  # str, or None (see nullpath_ok)
+        """The path given to calls on an open file or directory: None where the filesystem takes none."""
+        fs = self.fs
+        if fs.nopath:
+            return None
+        if not fs.nullpath_ok:
+            return self.path(nodeid)
+        try:
+            return self.path(nodeid)
+        except FUSEError:
+            return None  # unlinked while open
 
     def read(self, fh: FileHandleT, offset: int, size: int) -> bytes:
         path, user_fh = self._file(fh)
@@ -479,7 +529,7 @@ class PathBridge(Operations):
             return
         nodeid, user_fh = record
         try:
-            self.fs.release(self.path(nodeid), user_fh)
+            self.fs.release(self._open_path(nodeid), user_fh)
         finally:
             with self._lock:
                 node = self._nodes.get(nodeid)
@@ -527,14 +577,14 @@ class PathBridge(Operations):
 
     def _listing(self, handle: _Dir) -> list[tuple[str, EntryAttributes | None]]:
         entries: list[tuple[str, EntryAttributes | None]] = []
-        for item in self.fs.readdir(self.path(handle.nodeid), handle.fh):
+        for item in self.fs.readdir(self._open_path(handle.nodeid), handle.fh):
             if isinstance(item, str):
                 name, attrs = item, None
             else:
                 name, attrs = item[0], item[1] if len(item) > 1 else None
             if self._is_hidden(handle.nodeid, name):
                 continue  # an unlinked file kept for its open handles: gone, as far as names go
-            entries.append((name, None if attrs is None else attributes_of(attrs, self.timeout)))
+            entries.append((name, None if attrs is None else self._attributes(attrs)))
         names = {name for name, _ in entries}
         return [(dot, None) for dot in (".", "..") if dot not in names] + entries
 
@@ -546,7 +596,13 @@ class PathBridge(Operations):
     def releasedir(self, fh: FileHandleT) -> None:
         handle = self._dirs.pop(fh, None)
         if handle is not None:
-            self.fs.releasedir(self.path(handle.nodeid), handle.fh)
+            self.fs.releasedir(self._open_path(handle.nodeid), handle.fh)
+
+    def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
+        handle = self._dirs.get(fh)
+        if handle is None:
+            raise FUSEError(errno.EBADF)
+        self.fs.fsyncdir(self._open_path(handle.nodeid), datasync, handle.fh)
 
     # ---- the rest
     def statfs(self, ctx: RequestContext) -> StatvfsData:

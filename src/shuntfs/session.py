@@ -24,6 +24,7 @@ from .abi import InitFlag
 from .aio import LoopThread, SyncProxy, async_methods, bridge
 from .backing import BackingRegistry
 from .blocking import BlockingPool
+from .control_server import ControlServer
 from .dispatch import Dispatcher, Later, Reply
 from .interrupts import Cancellations
 from .mount import MountOptions, find_mount, mount, raise_readahead, start_watchdog, unmount
@@ -52,6 +53,10 @@ class Session:
     entry its own thread (``queue_threads=2``): a handler that blocks then holds up only its own entry. In a burst of
     requests a queue thread polls for the next one for up to ``busy_poll_us`` microseconds after each reply,
     yielding its CPU, before it sleeps (0: never poll); see ``uring_queues``.
+
+    Every session opens a control socket (``control=False``: none) through which ``shuntfs-ctl stats MOUNTPOINT``
+    reads :meth:`stats`; only root and the mounting user are answered. ``cache_symlinks`` defaults to the
+    filesystem's :attr:`~shuntfs.Operations.cache_symlinks`.
     """
 
     def __init__(
@@ -64,13 +69,14 @@ class Session:
         max_stack_depth: int | None = None,
         threads: int = 2,
         max_write: int = 1 << 20,
-        cache_symlinks: bool = True,
+        cache_symlinks: bool | None = None,
         auto_inval_data: bool = True,
         auto_unmount: bool = True,
         io_uring: bool = False,
         queue_threads: int = 1,
         ring_depth: int | None = None,
         busy_poll_us: int = uring_queues.BUSY_POLL_US,
+        control: bool = True,
     ) -> None:
         if isinstance(ops, PathOperations):
             ops = PathBridge(ops)
@@ -83,7 +89,7 @@ class Session:
         self.threads = max(1, threads)
         self.auto_unmount = auto_unmount
         want = protocol.wanted_flags(
-            cache_symlinks=cache_symlinks,
+            cache_symlinks=ops.cache_symlinks if cache_symlinks is None else cache_symlinks,
             auto_inval_data=auto_inval_data,
             passthrough=self.policy.wanted,
             io_uring=io_uring and uring_queues.usable(quiet=True),
@@ -113,8 +119,11 @@ class Session:
         self._initialized = False
         #: helper threads for requests whose handlers would wait on a user (WouldBlock)
         self.blocking = BlockingPool()
-        #: async handlers' coroutines by request, for the kernel's INTERRUPT
+        #: the session's INTERRUPTs (async handlers' coroutines by request; interrupted requests)
         self.cancellations = Cancellations()
+        #: the control socket ``shuntfs-ctl`` asks (``control=False``: none)
+        self._control_wanted = control
+        self.control: ControlServer | None = None
 
     # ---- lifecycle
     def mount(self) -> None:
@@ -125,6 +134,13 @@ class Session:
         handlers = self._handlers()
         self.dispatcher = Dispatcher(handlers, self.registry, self.config, self.blocking, self.cancellations)
         self.dispatcher.notify = self._notify
+        if self._control_wanted:
+            try:
+                self.control = ControlServer(self.stats)
+                self.control.start()
+                self.dispatcher.control_name = self.control.name
+            except OSError as e:
+                log.warning("control socket unavailable: %s", e)
         if self.auto_unmount:
             self._watchdog_fd = start_watchdog(self.mountpoint, self.dev)
 
@@ -223,6 +239,9 @@ class Session:
                 log.error("unmount %s: %s", self.mountpoint, e)
 
     def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+            self.control = None
         if self.registry is not None:
             self.registry.close_all()
         # The first worker fd is self.fd; before start() there are no workers, only self.fd.

@@ -107,13 +107,15 @@ def test_mount_words_set_and_clear_flags_in_order():
 def test_one_table_parses_and_documents_every_option():
     from pathlib import Path
 
+    from shuntfs import Mirror
     from shuntfs.options import OPTIONS, help_text
 
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    text = help_text()
-    for option in OPTIONS:
+    text = help_text(Mirror.command_options)
+    for option in Mirror.command_options + OPTIONS:
         assert f"  {option.usage} " in text
-        assert f"`-o {option.name}" in readme or f"`{option.name}`" in readme, option.name
+        assert any(f"`{prefix}{option.name}{end}" in readme for prefix in ("-o ", "") for end in ("`", "=", " ")), \
+            option.name
         word = option.name if option.takes is None else f"{option.name}=" + option.takes.split("|")[-1].replace(
             "N", "1")
         if option.name != "remount":
