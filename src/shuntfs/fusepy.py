@@ -58,7 +58,7 @@ from typing import Any, Iterable
 from .command import build, run, setup_logging
 from .operations import EntryAttributes, FileInfo, FUSEError, StatvfsData, request_context
 from .options import Config, UsageError, apply_option
-from .paths import UTIME_NOW, UTIME_OMIT, PathOperations, attributes_of
+from .paths import UTIME_NOW, UTIME_OMIT, PathOperations, attributes_of, seconds_of
 
 __all__ = ["FUSE", "Operations", "FuseOSError", "LoggingMixIn", "fuse_get_context", "fuse_exit", "ENOTSUP",
            "ENOATTR", "log_callback", "overrides"]
@@ -410,7 +410,7 @@ class FusepyAdapter(PathOperations):
             mtime_ns = current.st_mtime_ns if mtime_ns == UTIME_OMIT else mtime_ns
         times = [now if t == UTIME_NOW else t for t in (atime_ns, mtime_ns)]
         if not self.use_ns:
-            self._call("utimens", path, (times[0] / 1e9, times[1] / 1e9))
+            self._call("utimens", path, (seconds_of(times[0]), seconds_of(times[1])))
         else:
             self._call("utimens", path, (times[0], times[1]))
 
@@ -596,5 +596,10 @@ def _background() -> Any:
     def tell(message: str | None) -> None:
         os.write(write_end, b"ok" if message is None else message.encode())
         os.close(write_end)
+        if message is None:  # as libfuse's daemon: nothing holds the caller's terminal or pipes
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
 
     return tell

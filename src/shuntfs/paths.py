@@ -41,6 +41,10 @@ from .operations import (
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 
+#: the inode number readdir shows for a name whose attributes the filesystem did not give (libfuse's
+#: FUSE_UNKNOWN_INO); lookups show the real one
+UNKNOWN_INO = 0xFFFFFFFF
+
 Attributes = Any  # os.stat_result, a mapping of st_* keys, or EntryAttributes
 
 
@@ -198,11 +202,23 @@ def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
         ns = get(f"st_{kind}_ns")
         if ns is None:
             seconds = get(f"st_{kind}")
-            ns = 0 if seconds is None else round(seconds * 1_000_000_000)
+            ns = 0 if seconds is None else _ns(seconds)
         setattr(a, f"st_{kind}_ns", int(ns))
     ino = get("st_ino")
     a.shown_ino = int(ino) if ino else None
     return a
+
+
+def _ns(seconds: float) -> int:
+    """Float seconds as nanoseconds, whole seconds apart so that no precision is lost to the float's size."""
+    whole = int(seconds // 1)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
+def seconds_of(ns: int) -> float:
+    """Nanoseconds as float seconds, the inverse of the above as far as a float allows."""
+    whole, rest = divmod(ns, 1_000_000_000)
+    return whole + rest / 1e9
 
 
 def _statvfs(value: Any) -> StatvfsData:
@@ -572,8 +588,8 @@ class PathBridge(Operations):
             if attrs is not None:
                 self._recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
                 yield DirEntry(os.fsencode(name), attrs.shown_ino or 0, dtype_of(attrs.st_mode), index + 1)
-            else:
-                yield DirEntry(os.fsencode(name), 0, 0, index + 1)
+            else:  # no inode number to show: libfuse's "unknown" (an entry with 0 would be skipped by readdir(3))
+                yield DirEntry(os.fsencode(name), UNKNOWN_INO, 0, index + 1)
 
     def _listing(self, handle: _Dir) -> list[tuple[str, EntryAttributes | None]]:
         entries: list[tuple[str, EntryAttributes | None]] = []
