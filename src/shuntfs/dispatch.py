@@ -418,6 +418,15 @@ class Dispatcher:
         a = req.arg
         self.ops.fallocate(self._file(a.fh).fh, a.mode, a.offset, a.length)
 
+    def _ioctl(self, req: Request) -> list:
+        a = req.arg
+        if a.flags & abi.IOCTL_UNRESTRICTED:
+            raise FUSEError(errno.ENOTTY)  # only CUSE servers may ask the kernel to fetch more
+        result, data = self.ops.ioctl(self._file(a.fh).fh, a.cmd, a.arg, a.data, a.out_size, a.flags)
+        if len(data) > a.out_size:
+            raise FUSEError(errno.EINVAL)
+        return protocol.ioctl_out(result, data)
+
     def _lseek(self, req: Request) -> bytes:
         a = req.arg
         return protocol.lseek_out(self.ops.lseek(self._file(a.fh).fh, a.offset, a.whence))

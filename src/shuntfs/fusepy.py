@@ -45,6 +45,7 @@ the caller's process exits once the mount is live, and the daemon serves it.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import functools
 import inspect
@@ -509,6 +510,15 @@ class FusepyAdapter(PathOperations):
 
     def removexattr(self, path: str, name: str) -> None:
         self._call("removexattr", path, name)
+
+    def ioctl(self, path: str, cmd: int, arg: int, fh: Any, flags: int, data: bytes,
+              out_size: int) -> tuple[int, bytes]:
+        if "ioctl" not in self._has:
+            raise FUSEError(errno.ENOTTY)
+        # A real buffer, as libfuse gives: the filesystem reads and writes it with ctypes.memmove.
+        buffer = ctypes.create_string_buffer(data, max(len(data), out_size, 1))
+        result = self._call("ioctl", path, cmd, arg, fh, flags, buffer)
+        return int(result or 0), buffer.raw[:out_size]
 
 
 def _words(options: dict[str, Any]) -> list[str]:

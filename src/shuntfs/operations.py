@@ -480,6 +480,13 @@ class Operations:
         """Copy ``length`` bytes between two open files; return the count copied."""
         raise _nosys()
 
+    def ioctl(self, fh: FileHandleT, cmd: int, arg: int, data: bytes, out_size: int, flags: int) -> tuple[int, bytes]:
+        """An ioctl(2) on an open file: ``cmd`` (unsigned) and ``arg`` as the caller gave them (``arg`` is an address
+        in the caller, not ours to read); ``data`` is what the kernel copied in for a command that writes
+        (``_IOC_WRITE``: ``_IOC_SIZE(cmd)`` bytes). Return ``(result, out)``: ioctl(2)'s return value and at most
+        ``out_size`` bytes to copy back for a command that reads (``_IOC_READ``). ENOSYS/ENOTTY: not supported."""
+        raise _nosys()
+
     def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:
         """Open a directory; returns a handle for readdir/releasedir."""
         return 0

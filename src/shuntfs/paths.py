@@ -149,6 +149,11 @@ class PathOperations:
     def fallocate(self, path: str, mode: int, offset: int, length: int, fh: FileHandleT) -> None:
         raise FUSEError(errno.ENOSYS)
 
+    def ioctl(self, path: str, cmd: int, arg: int, fh: FileHandleT, flags: int, data: bytes,
+              out_size: int) -> tuple[int, bytes]:
+        """ioctl(2) on an open file: see :meth:`shuntfs.Operations.ioctl` (``(result, out bytes)``)."""
+        raise FUSEError(errno.ENOTTY)
+
     def opendir(self, path: str) -> FileHandleT:
         return 0
 
@@ -568,6 +573,10 @@ class PathBridge(Operations):
     def fallocate(self, fh: FileHandleT, mode: int, offset: int, length: int) -> None:
         path, user_fh = self._file(fh)
         self.fs.fallocate(path, mode, offset, length, user_fh)
+
+    def ioctl(self, fh: FileHandleT, cmd: int, arg: int, data: bytes, out_size: int, flags: int) -> tuple[int, bytes]:
+        path, user_fh = self._file(fh)
+        return self.fs.ioctl(path, cmd, arg, user_fh, flags, data, out_size)
 
     # ---- directories
     def opendir(self, inode: InodeT, ctx: RequestContext) -> FileHandleT:

@@ -322,3 +322,31 @@ def test_stats_json_is_valid_for_library_mounts(tree):
         stats = _stats(mnt)
     assert stats["mountpoint"] == str(mnt) and json.dumps(stats)
     assert stats["filesystem"] is not None
+
+
+def test_ioctl_gets_a_buffer_that_ctypes_can_read_and_write(tree):
+    """mfusepy's ioctl idiom: ``data`` is a real buffer; the command's result goes back to the caller."""
+    import ctypes
+    import fcntl
+    import struct
+
+    _src, mnt = tree
+    IOWR = (3 << 30) | (4 << 16) | (ord("M") << 8) | 1  # _IOWR('M', 1, uint32_t)
+
+    class Counter(Memory):
+        def ioctl(self, path, cmd, arg, fh, flags, data):
+            if cmd != IOWR:
+                raise FuseOSError(errno.ENOTTY)
+            number = ctypes.c_uint32()
+            ctypes.memmove(ctypes.byref(number), data, 4)
+            number.value += 1
+            ctypes.memmove(data, ctypes.byref(number), 4)
+            return 0
+
+    with fuse(Counter(), mnt):
+        (mnt / "dev").write_bytes(b"")
+        with open(mnt / "dev", "rb") as f:
+            assert struct.unpack("<I", fcntl.ioctl(f, IOWR, struct.pack("<I", 41))) == (42,)
+            with pytest.raises(OSError) as e:
+                fcntl.ioctl(f, IOWR + 1, struct.pack("<I", 1))
+            assert e.value.errno == errno.ENOTTY

@@ -139,7 +139,7 @@ def test_unimplemented_operations_answer_enosys():
     with pytest.raises(FUSEError) as e:
         d.table[Opcode.MKDIR](req(Opcode.MKDIR, protocol.Mkdir(0o755, 0, b"d")))
     assert e.value.errno == errno.ENOSYS
-    assert d.table[Opcode.GETLK] is None and d.table[Opcode.IOCTL] is None
+    assert d.table[Opcode.GETLK] is None and d.table[Opcode.POLL] is None
 
 
 def test_passthrough_fd_is_served_in_userspace_when_passthrough_is_off(tmp_path):
@@ -362,3 +362,29 @@ def test_a_sync_handler_can_ask_whether_its_request_was_interrupted():
     again = d.handle(raw(Opcode.LOOKUP, b"a\0", unique=12), None, counts)  # as if its handler asked now
     assert abi.OUT_HEADER.unpack(again) == (16, -errno.EINTR, 12)
     assert asked == [(False, False), (False, False), (True, True)]
+
+
+def test_ioctl_gets_the_data_in_and_sends_at_most_out_size_back():
+    class Ioctls(Fake):
+        def ioctl(self, fh, cmd, arg, data, out_size, flags):
+            assert fh == 42
+            if cmd == 0xC0044D01:  # _IOWR('M', 1, uint32): a number in, the next one out
+                return 0, (int.from_bytes(data, "little") + 1).to_bytes(4, "little")
+            if cmd == 1:
+                return 0, bytes(out_size + 1)
+            raise FUSEError(errno.ENOTTY)
+
+    d = make(Ioctls())
+    counts = [0] * (abi.MAX_OPCODE + 1)
+    kfh = struct.unpack_from("<Q", message(d.handle(raw(Opcode.OPEN, struct.pack("<II", 2, 0)), None, counts)), 16)[0]
+
+    def ioctl(cmd, data=b"", out_size=0, flags=0):
+        body = abi.IOCTL_IN.pack(kfh, flags, cmd, 0x7FFF0000, len(data), out_size) + data
+        return message(d.handle(raw(Opcode.IOCTL, body), None, counts))
+
+    reply = ioctl(0xC0044D01, (41).to_bytes(4, "little"), 4)
+    assert abi.OUT_HEADER.unpack_from(reply)[:2] == (16 + 16 + 4, 0)
+    assert abi.IOCTL_OUT.unpack_from(reply, 16) == (0, 0, 0, 0) and reply[32:] == (42).to_bytes(4, "little")
+    assert abi.OUT_HEADER.unpack_from(ioctl(7))[1] == -errno.ENOTTY
+    assert abi.OUT_HEADER.unpack_from(ioctl(1, out_size=4))[1] == -errno.EINVAL  # more than the caller's buffer
+    assert abi.OUT_HEADER.unpack_from(ioctl(0xC0044D01, flags=2))[1] == -errno.ENOTTY  # unrestricted: CUSE only

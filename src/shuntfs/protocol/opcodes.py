@@ -82,6 +82,7 @@ _KNOWN = [
     _info(Opcode.TMPFILE, _create, "tmpfile"),
     _info(Opcode.STATX, r.fixed(r.Statx, abi.STATX_IN), "statx"),
     _info(Opcode.COPY_FILE_RANGE_64, _copy, "copy_file_range", slow=True),
+    _info(Opcode.IOCTL, r.ioctl, "ioctl"),
 ]
 
 #: The table, indexed by opcode number (0..MAX_OPCODE): opcodes not listed above decode as Unsupported and get

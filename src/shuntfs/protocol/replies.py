@@ -88,6 +88,11 @@ def xattr_size_out(size: int) -> bytes:
     return abi.GETXATTR_OUT.pack(size)
 
 
+def ioctl_out(result: int, data: bytes) -> list:
+    """The answer to a restricted ioctl: its return value and the bytes copied back to the caller."""
+    return [abi.IOCTL_OUT.pack(result, 0, 0, 0), data]
+
+
 def lseek_out(offset: int) -> bytes:
     return abi.LSEEK_OUT.pack(offset)
 

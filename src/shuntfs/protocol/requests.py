@@ -134,6 +134,16 @@ class Write(NamedTuple):
     data: memoryview
 
 
+class Ioctl(NamedTuple):
+    fh: int
+    flags: int
+    cmd: int
+    arg: int
+    in_size: int
+    out_size: int
+    data: bytes
+
+
 class Release(NamedTuple):
     fh: int
     flags: int
@@ -353,6 +363,15 @@ def write(body: memoryview) -> Write:
     if len(data) != size:
         raise ProtocolError(f"WRITE carries {len(data)} bytes, header says {size}")
     return Write(fh, offset, size, write_flags, lock_owner, flags, data)
+
+
+def ioctl(body: memoryview) -> Ioctl:
+    _need(body, abi.IOCTL_IN.size)
+    fh, flags, cmd, arg, in_size, out_size = abi.IOCTL_IN.unpack_from(body)
+    data = body[abi.IOCTL_IN.size : abi.IOCTL_IN.size + in_size].tobytes()
+    if len(data) != in_size:
+        raise ProtocolError(f"IOCTL carries {len(data)} bytes, header says {in_size}")
+    return Ioctl(fh, flags, cmd, arg, in_size, out_size, data)
 
 
 def setxattr(body: memoryview) -> Setxattr:
