@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from ..harness import serving
+from shuntfs.mount import find_mount
+
+from ..harness import serving, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -155,3 +160,77 @@ def test_the_readme_example_runs_as_written(workdir):
         assert os.listdir(mnt) == ["hello"]
         assert (mnt / "hello").read_bytes() == Path("/etc/os-release").read_bytes()
     assert served.out.split() == ["True", "0"]  # passthrough on, and no READ reached the daemon
+
+
+def _ctl_stats(mnt) -> dict:
+    done = subprocess.run([sys.executable, "-m", "shuntfs.control_client", "stats", str(mnt)], capture_output=True,
+                          text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_path_based_filesystem_gets_the_whole_command_line_from_shuntfs_main(workdir):
+    """examples/pathmemfs.py is three lines of shuntfs.main: it daemonizes once the mount is live, takes -o options
+    (libfuse's uid=, umask= and -s among them) and its own --size-limit, and shuntfs-ctl answers for it."""
+    mnt = workdir / "mnt"
+    mnt.mkdir()
+    cmd = [sys.executable, str(EXAMPLES / "pathmemfs.py"), str(mnt), "-s", "-o", "uid=1234,gid=2345,umask=027",
+           "--size-limit", "100000"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    try:
+        assert done.returncode == 0 and done.stderr == "", done.stderr
+        assert os.path.ismount(mnt)  # live when the command returned
+        (mnt / "f").write_bytes(b"data")
+        st = os.stat(mnt / "f")
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1234, 2345, 0o750)
+        with pytest.raises(OSError) as e:
+            (mnt / "big").write_bytes(bytes(200_000))
+        assert e.value.errno == errno.EFBIG
+        stats = _ctl_stats(mnt)
+        assert stats["threads"] == 1 and stats["requests"]["CREATE"] == 2
+        assert find_mount(str(mnt)).fstype == "fuse.shuntfs" and find_mount(str(mnt)).source == "pathmemfs.py"
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert wait_for(lambda: not os.path.ismount(mnt), 10)
+
+
+@pytest.mark.parametrize("passthrough", ["on", "off"])
+def test_the_path_loopback_example_passes_data_through(tree, passthrough):
+    src, mnt = tree
+    data = os.urandom(1 << 20)
+    (src / "data").write_bytes(data)
+    cmd = [sys.executable, str(EXAMPLES / "pathloopback.py"), str(src), str(mnt), "-f", "-o",
+           f"passthrough={passthrough}"]
+    with serving(cmd, mnt):
+        assert (mnt / "data").read_bytes() == data
+        (mnt / "new").write_bytes(data[:5000])
+        assert (src / "new").read_bytes() == data[:5000]
+        os.mkdir(mnt / "d")
+        os.rename(mnt / "new", mnt / "d" / "moved")
+        os.symlink("d/moved", mnt / "link")
+        assert (mnt / "link").read_bytes() == data[:5000]
+        assert sorted(os.listdir(mnt)) == sorted(os.listdir(src)) == ["d", "data", "link"]
+        os.utime(mnt / "data", ns=(5, 6_000_000_007))
+        assert os.stat(src / "data").st_mtime_ns == 6_000_000_007
+        stats = _ctl_stats(mnt)
+    requests = stats["requests"]
+    if passthrough == "on":
+        assert stats["passthrough"] is True and "READ" not in requests and "WRITE" not in requests
+    else:
+        assert requests["READ"] > 0 and requests["WRITE"] > 0
+
+
+def test_shuntfs_main_errors_are_one_line_and_mount_nothing(tree):
+    src, mnt = tree
+    for cmd, words, status in [
+        ([str(EXAMPLES / "pathmemfs.py"), str(mnt), "-o", "nope"], "unknown option 'nope'", 2),
+        ([str(EXAMPLES / "pathmemfs.py"), str(mnt / "missing")], "no such file or directory", 1),
+        ([str(EXAMPLES / "pathloopback.py"), str(src / "missing"), str(mnt)], "not a directory", 1),
+        ([str(EXAMPLES / "pathmemfs.py"), str(mnt), "-o", "entry_timeout=x"], "takes a number", 2),
+        # the mirror shows SOURCE's owners: libfuse's uid= does not apply to it
+        (["-m", "shuntfs.cli", str(src), str(mnt), "-o", "uid=5"], "option uid does not apply to Mirror", 1),
+    ]:
+        done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, timeout=30)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == status and len(lines) == 1 and words in lines[0], (cmd, done.stderr)
+        assert not os.path.ismount(mnt)
