@@ -108,13 +108,13 @@ def parse(filesystem: Filesystem, argv: list[str], prog: str, description: str |
                         **long_option)
     parser.add_argument("--default-permissions", const="default_permissions", help="let the kernel check permissions",
                         **long_option)
-    parser.add_argument("--fsname", dest="_fsname", help="name shown as the mount's source")
+    parser.add_argument("--fsname", dest="_fsname", metavar="NAME", help="name shown as the mount's source")
     parser.add_argument("--no-passthrough", const="passthrough=off", help="serve file data in userspace",
                         **long_option)
     parser.add_argument("--no-auto-unmount", const="noauto_unmount", help="leave the mount behind if the daemon dies",
                         **long_option)
-    parser.add_argument("--threads", dest="_threads", type=int, help="worker threads (default 2)")
-    parser.add_argument("--log-file", dest="log_file", help="log here instead of stderr")
+    parser.add_argument("--threads", dest="_threads", metavar="N", type=int, help="worker threads (default 2)")
+    parser.add_argument("--log-file", dest="log_file", metavar="FILE", help="log here instead of stderr")
     parser.parse_args(argv, namespace=config)
     words = [word for text in config._option_texts for word in split_options(text)]
     words += config._long_options or []

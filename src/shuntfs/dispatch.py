@@ -466,7 +466,7 @@ class Dispatcher:
             name = entry.name
             if len(out) + ((abi.DIRENTPLUS_SIZE + len(name) + 7) & ~7) > limit:
                 break
-            if name == b"." or name == b"..":
+            if name == b"." or name == b".." or not entry.plus:
                 protocol.pack_direntplus(out, _DOT_ENTRY, entry.ino, entry.next_offset, entry.type, name)
                 continue
             try:

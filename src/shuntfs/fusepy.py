@@ -274,8 +274,9 @@ class fuse_file_info:
         return f"fuse_file_info(flags={self.flags:#o}, fh={self.fh})"
 
 
-_DEFAULTS_SUCCEED = {"open", "opendir", "release", "releasedir", "flush", "fsync", "fsyncdir", "access", "init",
-                     "destroy", "statfs"}
+#: Calls a filesystem may leave out that still succeed, as in libfuse. (flush, fsync, fsyncdir and access answer
+#: ENOSYS when left out: the kernel then takes them as done and stops sending them.)
+_DEFAULTS_SUCCEED = {"open", "opendir", "release", "releasedir", "init", "destroy", "statfs"}
 _XATTRS = {"getxattr", "setxattr", "listxattr", "removexattr"}
 
 

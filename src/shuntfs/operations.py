@@ -196,12 +196,16 @@ class FileInfo:
 
 
 class DirEntry(NamedTuple):
-    """One directory entry: its name, the inode number programs see, its DT_* type and the cookie of the next one."""
+    """One directory entry: its name, the inode number programs see, its DT_* type and the cookie of the next one.
+
+    ``plus=False``: in a READDIRPLUS, send the name without looking it up (no attributes, no lookup count), as
+    libfuse does for entries given without attributes; the kernel looks it up when a program asks."""
 
     name: bytes
     ino: int
     type: int
     next_offset: int
+    plus: bool = True
 
 
 class StatvfsData(NamedTuple):

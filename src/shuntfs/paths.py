@@ -189,10 +189,15 @@ class PathOperations:
 _STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size", "st_blksize", "st_blocks")
 
 
+_TIMES = tuple((f"st_{kind}_ns", f"st_{kind}", f"st_{kind}_ns") for kind in ("atime", "mtime", "ctime"))
+
+
 def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
     """An EntryAttributes from what a path-based ``getattr`` returned."""
     if isinstance(value, EntryAttributes):
         return value
+    if isinstance(value, os.stat_result):
+        return EntryAttributes.from_stat(0, value, timeout, timeout)
     get = value.get if isinstance(value, Mapping) else lambda key, default=None: getattr(value, key, default)
     a = EntryAttributes(entry_timeout=timeout, attr_timeout=timeout)
     for key in _STAT_FIELDS:
@@ -203,12 +208,12 @@ def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
         a.st_blksize = 4096
     if get("st_blocks") is None:
         a.st_blocks = (a.st_size + 511) // 512
-    for kind in ("atime", "mtime", "ctime"):
-        ns = get(f"st_{kind}_ns")
+    for ns_key, seconds_key, field in _TIMES:
+        ns = get(ns_key)
         if ns is None:
-            seconds = get(f"st_{kind}")
+            seconds = get(seconds_key)
             ns = 0 if seconds is None else _ns(seconds)
-        setattr(a, f"st_{kind}_ns", int(ns))
+        setattr(a, field, int(ns))
     ino = get("st_ino")
     a.shown_ino = int(ino) if ino else None
     return a
@@ -598,7 +603,7 @@ class PathBridge(Operations):
                 self._recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
                 yield DirEntry(os.fsencode(name), attrs.shown_ino or 0, dtype_of(attrs.st_mode), index + 1)
             else:  # no inode number to show: libfuse's "unknown" (an entry with 0 would be skipped by readdir(3))
-                yield DirEntry(os.fsencode(name), UNKNOWN_INO, 0, index + 1)
+                yield DirEntry(os.fsencode(name), UNKNOWN_INO, 0, index + 1, False)
 
     def _listing(self, handle: _Dir) -> list[tuple[str, EntryAttributes | None]]:
         entries: list[tuple[str, EntryAttributes | None]] = []
