@@ -234,3 +234,20 @@ def test_shuntfs_main_errors_are_one_line_and_mount_nothing(tree):
         lines = done.stderr.strip().splitlines()
         assert done.returncode == status and len(lines) == 1 and words in lines[0], (cmd, done.stderr)
         assert not os.path.ismount(mnt)
+
+
+def test_the_fusepy_examples_run_on_shuntfs_fusepy(tree):
+    src, mnt = tree
+    with serving([sys.executable, str(EXAMPLES / "fusepy_memory.py"), str(mnt)], mnt):
+        (mnt / "d").mkdir()
+        (mnt / "d" / "f").write_bytes(b"fusepy code")
+        assert (mnt / "d" / "f").read_bytes() == b"fusepy code" and os.listdir(mnt / "d") == ["f"]
+        assert find_mount(str(mnt)).source == "Memory"
+    data = os.urandom(1 << 20)
+    (src / "data").write_bytes(data)
+    with serving([sys.executable, str(EXAMPLES / "fusepy_loopback.py"), str(src), str(mnt)], mnt):
+        assert (mnt / "data").read_bytes() == data
+        (mnt / "copy").write_bytes(data)
+        assert (src / "copy").read_bytes() == data
+        stats = _ctl_stats(mnt)
+    assert stats["passthrough"] is True and "READ" not in stats["requests"] and "WRITE" not in stats["requests"]
