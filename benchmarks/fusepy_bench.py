@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name}")
             print(f"  {'row':34} {'shuntfs side':>14} {'reference':>14} {'ratio':>7}")
             group = name
-        print(f"  {row:34} {median(ours):>14,.0f} {median(reference):>14,.0f} {median(ours) / median(reference):>6.2f}×")
+        a, b = median(ours), median(reference)
+        print(f"  {row:34} {a:>14,.0f} {b:>14,.0f} {a / b:>6.2f}×")
     return 0
 
 
