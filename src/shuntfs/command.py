@@ -33,6 +33,7 @@ import shutil
 import signal
 import stat
 import sys
+import threading
 from typing import Any, Callable, NoReturn
 
 from . import __version__, uring_queues
@@ -235,8 +236,6 @@ def run(config: Config, ops: Operations, report: Callable[[str | None], None],
         on_session: Callable[[Any], None] | None = None) -> int:
     """Mount and serve until unmounted. ``report(None)`` says the mount is live, ``report(msg)`` that it failed;
     ``on_session`` is given the session once it serves. Signals unmount only when called from the main thread."""
-    import threading
-
     from .session import Session
 
     raise_fd_limit()

@@ -574,15 +574,17 @@ class FUSE:
             elif message:
                 failure.append(message)
 
+        mine: list[Any] = []
+
         def serving(session: Any) -> None:
+            mine.append(session)
             _running.append(session)
 
         try:
             code = run(config, ops, report, on_session=serving)
         finally:
-            for session in list(_running):
-                if session.mountpoint == os.path.realpath(mountpoint):
-                    _running.remove(session)
+            for session in mine:
+                _running.remove(session)
         if code:
             raise RuntimeError(f"FUSE: {failure[0] if failure else 'serving ' + mountpoint + ' failed'}")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from . import uring_queues
 from .mount import FUSE_MOUNT_OPTIONS, MOUNT_FLAG_WORDS
@@ -169,9 +169,9 @@ _IGNORED_WORDS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owne
 _IGNORED_PREFIXES = ("x-", "comment=")
 
 
-def help_text(own: list[Option] = []) -> str:  # noqa: B006 (never changed)
+def help_text(own: Sequence[Option] = ()) -> str:
     """The options, one line each, as a command's --help lists them: the filesystem's own first."""
-    every = own + OPTIONS
+    every = [*own, *OPTIONS]
     width = max(len(option.usage) for option in every) + 2
     lines = ["options (-o OPT[,OPT...]):"]
     lines += [f"  {option.usage:<{width}}{option.help}" for option in every]

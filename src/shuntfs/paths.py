@@ -189,7 +189,7 @@ class PathOperations:
 _STAT_FIELDS = ("st_mode", "st_nlink", "st_uid", "st_gid", "st_rdev", "st_size", "st_blksize", "st_blocks")
 
 
-_TIMES = tuple((f"st_{kind}_ns", f"st_{kind}", f"st_{kind}_ns") for kind in ("atime", "mtime", "ctime"))
+_TIMES = tuple((f"st_{kind}_ns", f"st_{kind}") for kind in ("atime", "mtime", "ctime"))
 
 
 def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
@@ -208,12 +208,12 @@ def attributes_of(value: Attributes, timeout: float) -> EntryAttributes:
         a.st_blksize = 4096
     if get("st_blocks") is None:
         a.st_blocks = (a.st_size + 511) // 512
-    for ns_key, seconds_key, field in _TIMES:
+    for ns_key, seconds_key in _TIMES:
         ns = get(ns_key)
         if ns is None:
             seconds = get(seconds_key)
             ns = 0 if seconds is None else _ns(seconds)
-        setattr(a, field, int(ns))
+        setattr(a, ns_key, int(ns))
     ino = get("st_ino")
     a.shown_ino = int(ino) if ino else None
     return a

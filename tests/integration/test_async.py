@@ -122,6 +122,30 @@ def test_serve_with_a_private_loop(tree, caplog):
         session.wait()
 
 
+def kill_a_waiting_client(ops: Operations, mnt, **options) -> Session:
+    """Serve ``ops``, whose lookup of "hang" sets ``ops.started`` and waits a minute; SIGTERM a client stat-ing it
+    once it waits (the kernel then sends INTERRUPT), and require that the client goes at once. Returns the session,
+    unmounted."""
+    import subprocess
+    import sys
+
+    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, **options)
+    session.mount()
+    session.start()
+    try:
+        assert session.wait_init()
+        client = subprocess.Popen([sys.executable, "-c", f"import os; os.stat({str(mnt / 'hang')!r})"])
+        assert ops.started.wait(10)
+        started = time.monotonic()
+        client.terminate()  # SIGTERM: the kernel sends INTERRUPT for the waiting LOOKUP
+        client.wait(15)
+        assert time.monotonic() - started < 5, "the client waited for the handler's minute"
+    finally:
+        session.unmount()
+        session.wait()
+    return session
+
+
 class Hangs(Operations):
     """A lookup of "hang" waits a minute, as a network fetch might; an INTERRUPT must cancel it."""
 
@@ -147,27 +171,11 @@ class Hangs(Operations):
 def test_an_interrupted_request_cancels_its_async_handler(tree):
     """A client killed by a signal while its request waits: the handler's coroutine is cancelled and the client
     goes at once (the kernel waits for the reply of a request already sent before it lets a dying caller go)."""
-    import subprocess
-    import sys
-
     _src, mnt = tree
     ops = Hangs()
-    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False)
-    session.mount()
-    session.start()
-    try:
-        assert session.wait_init()
-        client = subprocess.Popen([sys.executable, "-c", f"import os; os.stat({str(mnt / 'hang')!r})"])
-        assert ops.started.wait(10)
-        started = time.monotonic()
-        client.terminate()  # SIGTERM: the kernel sends INTERRUPT for the waiting LOOKUP
-        client.wait(15)
-        assert time.monotonic() - started < 5, "the client waited for the handler's minute"
-        assert ops.cancelled.wait(5)
-        assert session.request_counts().get("INTERRUPT", 0) >= 1
-    finally:
-        session.unmount()
-        session.wait()
+    session = kill_a_waiting_client(ops, mnt)
+    assert ops.cancelled.wait(5)
+    assert session.request_counts().get("INTERRUPT", 0) >= 1
 
 
 class HangsPolling(Operations):
@@ -196,23 +204,8 @@ class HangsPolling(Operations):
 
 @pytest.mark.parametrize("io_uring", [False, True], ids=["dev-fuse", "io-uring"])
 def test_a_sync_handler_sees_its_request_interrupted(tree, io_uring):
-    import subprocess
-    import sys
 
     _src, mnt = tree
     ops = HangsPolling()
-    session = Session(ops, str(mnt), passthrough=False, auto_unmount=False, io_uring=io_uring)
-    session.mount()
-    session.start()
-    try:
-        assert session.wait_init()
-        client = subprocess.Popen([sys.executable, "-c", f"import os; os.stat({str(mnt / 'hang')!r})"])
-        assert ops.started.wait(10)
-        started = time.monotonic()
-        client.terminate()
-        client.wait(15)
-        assert time.monotonic() - started < 5, "the client waited for the handler's minute"
-        assert ops.gave_up.wait(5)
-    finally:
-        session.unmount()
-        session.wait()
+    kill_a_waiting_client(ops, mnt, io_uring=io_uring)
+    assert ops.gave_up.wait(5)

@@ -36,6 +36,13 @@ def read_handle(mnt: Path, handle: bytes) -> bytes:
         os.close(fd)
 
 
+def assert_stale(mnt: Path, handle: bytes) -> None:
+    """Reading through ``handle`` fails with ESTALE (never reaches another file)."""
+    with pytest.raises(OSError) as caught:
+        read_handle(mnt, handle)
+    assert caught.value.errno == errno.ESTALE
+
+
 @pytest.mark.parametrize("mode", list(MODES))
 def test_handles_work_after_the_kernel_forgets(tree, mount_factory, mode):
     src, mnt = tree
@@ -70,9 +77,7 @@ def test_a_deleted_file_gives_estale_never_another(tree, mount_factory):
     for i in range(20):
         (src / f"new{i}").write_bytes(b"new")
     forget_all(m)
-    with pytest.raises(OSError) as caught:
-        read_handle(mnt, handle)
-    assert caught.value.errno == errno.ESTALE
+    assert_stale(mnt, handle)
 
 
 def test_a_file_unlinked_behind_the_mount_gives_estale(tree, mount_factory):
@@ -87,9 +92,7 @@ def test_a_file_unlinked_behind_the_mount_gives_estale(tree, mount_factory):
         os.rmdir(src / "d")
         forget_all(m)
         for handle in handles:
-            with pytest.raises(OSError) as caught:
-                read_handle(mnt, handle)
-            assert caught.value.errno == errno.ESTALE
+            assert_stale(mnt, handle)
     finally:
         os.close(held)
 
@@ -104,9 +107,7 @@ def test_handles_of_an_earlier_mount_give_estale(tree, mount_factory):
     m.stop()
     mount_factory()
     (mnt / "b").read_bytes()  # the new daemon gives b the node id a had
-    with pytest.raises(OSError) as caught:
-        read_handle(mnt, handle)
-    assert caught.value.errno == errno.ESTALE
+    assert_stale(mnt, handle)
 
 
 def test_export_inodes_zero_turns_export_off(tree, mount_factory):
@@ -116,9 +117,7 @@ def test_export_inodes_zero_turns_export_off(tree, mount_factory):
     handle = name_to_handle(mnt / "f")
     assert read_handle(mnt, handle) == b"x"  # while the kernel knows the inode
     forget_all(m)
-    with pytest.raises(OSError) as caught:
-        read_handle(mnt, handle)
-    assert caught.value.errno == errno.ESTALE
+    assert_stale(mnt, handle)
     assert "EXPORT_SUPPORT" not in m.stats()["capabilities"]
 
 
