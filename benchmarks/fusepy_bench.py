@@ -9,7 +9,7 @@ Rows, each run on every target in turn, ``--repeat`` times, medians shown with t
 - examples/pathloopback.py (path-based API) against the inode-based mirror (``shuntfs``), both on the same source
   with default options: create+stat+unlink, and the warm listing;
 - examples/fusepy_loopback.py with ``passthrough=True`` against the source directory itself: a sequential read and
-  a sequential write of ``--mib`` MiB.
+  a sequential write of ``--mib`` MiB, with the main benchmark's fio jobs (apt-get install fio).
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Iterator
 
 from shuntfs.mount import find_mount
+
+from .workloads import Params, prepare_data, seq_read, seq_write
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -110,29 +112,19 @@ def _loopback_rows(mnt: Path, files: int) -> dict[str, float]:
     return rows
 
 
-def _data_rows(root: Path, mib: int) -> dict[str, float]:
-    block = os.urandom(1 << 20)
-    path = root / "big.dat"
-    started = time.perf_counter()
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
-    for _ in range(mib):
-        os.write(fd, block)
-    os.fsync(fd)
-    os.close(fd)
-    write = mib / (time.perf_counter() - started)
-    fd = os.open(path, os.O_RDONLY)
-    started = time.perf_counter()
-    while os.read(fd, 1 << 20):
-        pass
-    read = mib / (time.perf_counter() - started)
-    os.close(fd)
-    os.unlink(path)
-    return {"seq write 1 MiB + fsync, MiB/s": write, "seq read 1 MiB (warm), MiB/s": read}
+def _data_rows(root: Path, params: Params, tag: str) -> dict[str, float]:
+    """The main benchmark's fio jobs, so these rows mean what its data rows mean; dirty pages of the previous side are
+    written out first, so neither side pays for the other's writeback."""
+    os.sync()
+    write = seq_write(root, params, tag)
+    os.sync()
+    return {"seq write 1 MiB + fsync, MB/s": write, "seq read 1 MiB (warm), MB/s": seq_read(root, params, tag)}
 
 
 def run(files: int, mib: int, repeat: int) -> list[tuple[str, str, str, list[float], list[float]]]:
     """Rows of (group, row, unit, shuntfs-side values, reference values)."""
     base = Path(tempfile.mkdtemp(prefix="shuntfs-fusepy-bench-"))
+    params = Params(size_mib=mib)
     results: dict[tuple[str, str], dict[str, list[float]]] = {}
 
     def note(group: str, side: str, rows: dict[str, float]) -> None:
@@ -158,9 +150,10 @@ def run(files: int, mib: int, repeat: int) -> list[tuple[str, str, str, list[flo
                     note("path loopback vs inode mirror", side, _loopback_rows(mnt, files))
             shutil.rmtree(source, ignore_errors=True)
             source.mkdir()
+            prepare_data(source, params)
             with mounted([sys.executable, str(EXAMPLES / "fusepy_loopback.py"), str(source), str(mnt)], mnt):
-                note("fusepy loopback, passthrough=True vs native", "ours", _data_rows(mnt, mib))
-            note("fusepy loopback, passthrough=True vs native", "reference", _data_rows(source, mib))
+                note("fusepy loopback, passthrough=True vs native", "ours", _data_rows(mnt, params, "fusepy"))
+            note("fusepy loopback, passthrough=True vs native", "reference", _data_rows(source, params, "native-src"))
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return [(group, row, "", sides.get("ours", []), sides.get("reference", []))

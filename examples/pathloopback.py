@@ -48,10 +48,11 @@ class PathLoopback(PathOperations):
             return os.fstat(fh)
         return os.lstat(self._real(path))
 
-    def readdir(self, path: str, fh: int) -> Iterator[tuple[str, os.stat_result]]:
-        with os.scandir(self._real(path)) as entries:  # the attributes too: `ls -l` needs no getattr per name
-            for entry in entries:
-                yield entry.name, entry.stat(follow_symlinks=False)
+    def readdir(self, path: str, fh: int) -> Iterator[os.DirEntry]:
+        # scandir's entries: stat'ed by shuntfs only where the kernel wants the attributes, so `ls -l` needs no
+        # getattr per name and a plain listing needs no stat at all
+        with os.scandir(self._real(path)) as entries:
+            yield from entries
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._real(path))

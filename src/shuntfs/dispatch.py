@@ -444,30 +444,36 @@ class Dispatcher:
     def _opendir(self, req: Request) -> bytes:
         return protocol.open_out(self.ops.opendir(req.nodeid, self._ctx(req)), 0)
 
+    # Entries are read by index: a DirEntry is a tuple, and a filesystem may yield plain 5-tuples in its order,
+    # which spares building a named tuple per entry.
     def _readdir(self, req: Request) -> bytearray:
         a = req.arg
         out = bytearray()
-        limit = a.size
+        room = a.size
         pack = protocol.pack_dirent
         for entry in self.ops.readdir(a.fh, a.offset, self._ctx(req)):
-            name = entry.name
-            if len(out) + ((abi.DIRENT_SIZE + len(name) + 7) & ~7) > limit:
+            name = entry[0]
+            room -= (abi.DIRENT_SIZE + len(name) + 7) & ~7
+            if room < 0:
                 break
-            pack(out, entry.ino, entry.next_offset, entry.type, name)
+            pack(out, entry[1], entry[3], entry[2], name)
         return out
 
     def _readdirplus(self, req: Request) -> bytearray:
         a = req.arg
         out = bytearray()
-        limit = a.size
+        room = a.size
         ctx = self._ctx(req)
         lookup = self.ops.lookup
+        pack = protocol.pack_direntplus
         for entry in self.ops.readdir(a.fh, a.offset, ctx):
-            name = entry.name
-            if len(out) + ((abi.DIRENTPLUS_SIZE + len(name) + 7) & ~7) > limit:
+            name = entry[0]
+            size = (abi.DIRENTPLUS_SIZE + len(name) + 7) & ~7
+            if size > room:
                 break
-            if name == b"." or name == b".." or not entry.plus:
-                protocol.pack_direntplus(out, _DOT_ENTRY, entry.ino, entry.next_offset, entry.type, name)
+            if name == b"." or name == b".." or not entry[4]:
+                pack(out, _DOT_ENTRY, entry[1], entry[3], entry[2], name)
+                room -= size
                 continue
             try:
                 attrs = lookup(req.nodeid, name, ctx)
@@ -482,9 +488,8 @@ class Dispatcher:
             if attrs.st_ino == 0:
                 continue
             ino = attrs.st_ino if attrs.shown_ino is None else attrs.shown_ino
-            protocol.pack_direntplus(
-                out, entry_bytes(attrs), ino, entry.next_offset, dtype_of(attrs.st_mode), name
-            )
+            pack(out, entry_bytes(attrs), ino, entry[3], dtype_of(attrs.st_mode), name)
+            room -= size
         return out
 
     def _releasedir(self, req: Request) -> None:

@@ -57,8 +57,8 @@ import time
 from typing import Any, Iterable
 
 from .command import build, run, setup_logging
-from .operations import EntryAttributes, FileInfo, FUSEError, StatvfsData, request_context
-from .options import Config, UsageError, apply_option
+from .operations import EntryAttributes, FileInfo, FUSEError, request_context
+from .options import Config, UsageError, apply_option, keyword_word
 from .paths import UTIME_NOW, UTIME_OMIT, PathOperations, attributes_of, seconds_of
 
 __all__ = ["FUSE", "Operations", "FuseOSError", "LoggingMixIn", "fuse_get_context", "fuse_exit", "ENOTSUP",
@@ -486,15 +486,8 @@ class FusepyAdapter(PathOperations):
     def fsyncdir(self, path: str, datasync: bool, fh: Any) -> None:
         self._call("fsyncdir", path, int(datasync), fh)
 
-    def statfs(self, path: str) -> StatvfsData:
-        value = self._call("statfs", path) or {}
-        if isinstance(value, StatvfsData):
-            return value
-        get = value.get if isinstance(value, dict) else lambda key, default=0: getattr(value, key, default)
-        block = int(get("f_bsize", 0) or 512)
-        return StatvfsData(block, int(get("f_frsize", 0) or block), int(get("f_blocks", 0)),
-                           int(get("f_bfree", 0)), int(get("f_bavail", 0)), int(get("f_files", 0)),
-                           int(get("f_ffree", 0)), int(get("f_namemax", 0) or 255))
+    def statfs(self, path: str) -> Any:  # a dict, made a StatvfsData by the bridge
+        return self._call("statfs", path)
 
     def access(self, path: str, mode: int) -> None:
         self._call("access", path, mode)
@@ -522,18 +515,6 @@ class FusepyAdapter(PathOperations):
         return int(result or 0), buffer.raw[:out_size]
 
 
-def _words(options: dict[str, Any]) -> list[str]:
-    words = []
-    for key, value in options.items():
-        if value is True:
-            words.append(key)
-        elif value is False or value is None:
-            continue
-        else:
-            words.append(f"{key}={value}")
-    return words
-
-
 class FUSE:
     """Mount ``operations`` at ``mountpoint`` and serve it until it is unmounted (see the module's docstring)."""
 
@@ -553,8 +534,10 @@ class FUSE:
             config.threads = 1
         kwargs.setdefault("fsname", type(operations).__name__)
         try:
-            for word in _words(kwargs):
-                apply_option(config, word)
+            for key, value in kwargs.items():
+                word = keyword_word(key, value)
+                if word is not None:
+                    apply_option(config, word)
             if config.fuse_words or config.remount:
                 raise UsageError(f"option {(config.fuse_words or ['remount'])[0]!r} cannot be given to FUSE()")
             if config.allow_other:

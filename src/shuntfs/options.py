@@ -161,7 +161,15 @@ OPTIONS: list[Option] = [
     _seconds("attr_timeout", "seconds the kernel may cache attributes"),
     _seconds("negative_timeout", "seconds the kernel may cache that a name does not exist"),
     Option("kernel_cache", None, "keep file data cached across opens", setting=True),
+    Option("auto_cache", None, "keep file data cached across opens while the file's mtime and size stay",
+           setting=True),
+    Option("direct_io", None, "no page cache for file data: every read and write reaches the filesystem",
+           setting=True),
 ]
+
+#: libfuse's words for what shuntfs always does: it shows the inode numbers a filesystem gives (``use_ino``), in
+#: listings too (``readdir_ino``). Accepted and ignored.
+_ALWAYS_WORDS = {"use_ino", "readdir_ino"}
 
 #: mount(8) words that mean nothing to a FUSE mount but appear in fstab lines; accepted and ignored.
 _IGNORED_WORDS = {"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev", "nofail"}
@@ -175,7 +183,8 @@ def help_text(own: Sequence[Option] = ()) -> str:
     width = max(len(option.usage) for option in every) + 2
     lines = ["options (-o OPT[,OPT...]):"]
     lines += [f"  {option.usage:<{width}}{option.help}" for option in every]
-    words = "and the mount flags " + ", ".join(MOUNT_FLAG_WORDS) + " (suid and dev: root only), max_read=N"
+    words = ("and the mount flags " + ", ".join(MOUNT_FLAG_WORDS) + " (suid and dev: root only), max_read=N; "
+             + " and ".join(sorted(_ALWAYS_WORDS)) + " are what shuntfs does anyway")
     lines += textwrap.wrap(words, 100, initial_indent="  ", subsequent_indent="  ")
     return "\n".join(lines)
 
@@ -192,7 +201,7 @@ def apply_option(config: Config, word: str, own: dict[str, Option] | None = None
             config.mount_words.append(f"max_read={_MAX_READ.parse(value)}")
         elif name in FUSE_MOUNT_OPTIONS:
             config.fuse_words.append(word)  # only a remount may carry them; the command says so otherwise
-        elif name in MOUNT_FLAG_WORDS or name in _IGNORED_WORDS:
+        elif name in MOUNT_FLAG_WORDS or name in _IGNORED_WORDS or name in _ALWAYS_WORDS:
             if has_value:
                 raise UsageError(f"option {name} takes no value")
             if name in MOUNT_FLAG_WORDS:
@@ -211,6 +220,20 @@ def apply_option(config: Config, word: str, own: dict[str, Option] | None = None
 
 _BY_NAME = {option.name: option for option in OPTIONS}
 _MAX_READ = number("max_read", 4096, 1 << 30, "largest read the kernel sends")
+
+
+def keyword_word(name: str, value: Any) -> str | None:
+    """The ``-o`` word for a keyword argument, as libfuse's Python bindings take options (``FUSE(..., ro=True)``):
+    True gives the flag, False or None nothing, another value NAME=VALUE. An on/off option takes True and False as
+    on and off, so that ``io_uring=False`` means what it says."""
+    option = _BY_NAME.get(name)
+    if option is not None and option.takes == "on|off" and isinstance(value, bool):
+        return f"{name}={'on' if value else 'off'}"
+    if value is True:
+        return name
+    if value is False or value is None:
+        return None
+    return f"{name}={value}"
 
 
 def split_options(text: str) -> list[str]:

@@ -157,8 +157,10 @@ class PathOperations:
     def opendir(self, path: str) -> FileHandleT:
         return 0
 
-    def readdir(self, path: str, fh: FileHandleT) -> Iterable[str | tuple[str, Attributes]]:
-        """The names in directory ``path`` ("." and ".." are added when missing), or (name, attributes) pairs."""
+    def readdir(self, path: str, fh: FileHandleT) -> Iterable[str | tuple[str, Attributes] | os.DirEntry]:
+        """The names in directory ``path`` ("." and ".." are added when missing), or (name, attributes) pairs, or the
+        entries of ``os.scandir``: those are stat'ed only for the names the kernel wants attributes of
+        (READDIRPLUS), which spares a loopback a stat per name on every listing."""
         raise FUSEError(errno.ENOSYS)
 
     def releasedir(self, path: str, fh: FileHandleT) -> None:
@@ -232,14 +234,20 @@ def seconds_of(ns: int) -> float:
 
 
 def _statvfs(value: Any) -> StatvfsData:
+    """statfs's answer (StatvfsData, an ``os.statvfs_result`` or a mapping of ``f_*`` keys, any of them missing) as
+    the kernel takes it: a missing block size is 512, fragment size the block size, name length 255."""
     if isinstance(value, StatvfsData):
         return value
     get = value.get if isinstance(value, Mapping) else lambda key, default=0: getattr(value, key, default)
-    return StatvfsData(*(int(get(f, 0) or 0) for f in StatvfsData._fields))
+    fields = {f: int(get(f, 0) or 0) for f in StatvfsData._fields}
+    fields["f_bsize"] = fields["f_bsize"] or 512
+    fields["f_frsize"] = fields["f_frsize"] or fields["f_bsize"]
+    fields["f_namemax"] = fields["f_namemax"] or 255
+    return StatvfsData(**fields)
 
 
 class _Node:
-    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino")
+    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino", "cached")
 
     def __init__(self, nodeid: int, parent: int, name: str) -> None:
         self.nodeid = nodeid
@@ -249,6 +257,7 @@ class _Node:
         self.nlookup = 0
         self.opens = 0
         self.hidden = False  # unlinked while open: renamed to a hidden name until its last release
+        self.cached: tuple[int, int] | None = None  # with auto_cache: (mtime, size) its cached data is of
 
 
 class _Dir:
@@ -257,7 +266,7 @@ class _Dir:
     def __init__(self, nodeid: int, fh: int) -> None:
         self.nodeid = nodeid
         self.fh = fh
-        self.entries: list[tuple[str, EntryAttributes | None]] | None = None
+        self.entries: list[tuple[DirEntry, str, Any]] | None = None
 
 
 class PathBridge(Operations):
@@ -266,16 +275,21 @@ class PathBridge(Operations):
 
     The libfuse settings (:attr:`settings`, ``-o`` options of :func:`shuntfs.main`) are applied here, as libfuse's
     high-level API applies them: ``entry_timeout``, ``attr_timeout``, ``negative_timeout`` (0: a missing name is
-    asked again each time), ``kernel_cache`` (file data stays cached across opens), and ``uid``, ``gid``, ``umask``,
-    which replace the owner, group and permission bits of every file's attributes."""
+    asked again each time), ``kernel_cache`` (file data stays cached across opens), ``auto_cache`` (it stays cached
+    while the file's mtime and size, asked on each open, are what they were), ``direct_io`` (no page cache: every
+    read and write reaches the filesystem, except on passthrough files), and ``uid``, ``gid``, ``umask``, which
+    replace the owner, group and permission bits of every file's attributes."""
 
-    settings = frozenset({"entry_timeout", "attr_timeout", "negative_timeout", "kernel_cache", "uid", "gid", "umask"})
+    settings = frozenset({"entry_timeout", "attr_timeout", "negative_timeout", "kernel_cache", "auto_cache",
+                          "direct_io", "uid", "gid", "umask"})
 
     def __init__(self, fs: PathOperations, timeout: float = 1.0) -> None:
         self.fs = fs
         self.entry_timeout = self.attr_timeout = timeout
         self.negative_timeout = 0.0
         self.kernel_cache = False
+        self.auto_cache = False
+        self.direct_io = False
         self.uid: int | None = None
         self.gid: int | None = None
         self.umask: int | None = None
@@ -292,6 +306,7 @@ class PathBridge(Operations):
         #: per thread, the entry readdir gave last with its attributes: READDIRPLUS looks it up at once
         self._recent = threading.local()
         self._hidden = itertools.count(1).__next__
+        self._hiding = 0  # how many files are hidden now: listings need not look for them otherwise
 
     # ---- the node table
     def path(self, nodeid: InodeT) -> str:
@@ -386,6 +401,8 @@ class PathBridge(Operations):
         if recent is not None and recent[0] == parent and recent[1] == text:
             self._recent.entry = None
             attrs = recent[2]
+            if attrs.__class__ is os.DirEntry:  # stat'ed now that the kernel wants the attributes
+                attrs = self._attributes(attrs.stat(follow_symlinks=False))
         else:
             try:
                 attrs = self._getattr(self._child(parent, text))
@@ -459,6 +476,7 @@ class PathBridge(Operations):
                 self.fs.rename(path, self._child(parent, hidden), 0)
                 del self._names[(parent, text)]
                 node.name, node.hidden = hidden, True
+                self._hiding += 1
                 self._names[(parent, hidden)] = node.nodeid
                 return
         self.fs.unlink(path)
@@ -497,18 +515,34 @@ class PathBridge(Operations):
                 self._names[(parent_new, new)] = moving
 
     # ---- open files
-    def _opened(self, nodeid: int, answer: FileHandleT | FileInfo) -> FileInfo:
+    def _opened(self, nodeid: int, answer: FileHandleT | FileInfo, fresh: EntryAttributes | None = None) -> FileInfo:
+        """Our handle for what the filesystem's open gave; ``fresh``: the file's attributes as of this open."""
         info = answer if isinstance(answer, FileInfo) else FileInfo(fh=answer)
         fh = self._next_fh()
         with self._lock:
             self._files[fh] = (nodeid, info.fh)
-            self._nodes[nodeid].opens += 1
-        return FileInfo(fh=fh, passthrough_fd=info.passthrough_fd, direct_io=info.direct_io,
-                        keep_cache=info.keep_cache or self.kernel_cache, nonseekable=info.nonseekable,
-                        noflush=info.noflush)
+            node = self._nodes[nodeid]
+            node.opens += 1
+            keep = info.keep_cache or self.kernel_cache
+            if fresh is not None:  # auto_cache: the cached data stays if the file has not changed since
+                now = (fresh.st_mtime_ns, fresh.st_size)
+                keep = keep or node.cached == now
+                node.cached = now
+        direct = info.direct_io or (self.direct_io and info.passthrough_fd is None)
+        return FileInfo(fh=fh, passthrough_fd=info.passthrough_fd, direct_io=direct, keep_cache=keep,
+                        nonseekable=info.nonseekable, noflush=info.noflush)
 
     def open(self, inode: InodeT, flags: int, ctx: RequestContext) -> FileInfo:
-        return self._opened(inode, self.fs.open(self.path(inode), flags))
+        path = self.path(inode)
+        answer = self.fs.open(path, flags)
+        fresh = None
+        if self.auto_cache:
+            try:
+                fresh = self._getattr(path, answer.fh if isinstance(answer, FileInfo) else answer)
+            except BaseException:
+                self.fs.release(path, answer.fh if isinstance(answer, FileInfo) else answer)
+                raise
+        return self._opened(inode, answer, fresh)
 
     def create(
         self, parent: InodeT, name: bytes, mode: int, flags: int, ctx: RequestContext
@@ -557,19 +591,23 @@ class PathBridge(Operations):
         try:
             self.fs.release(self._open_path(nodeid), user_fh)
         finally:
+            hidden_path, place = None, (0, "")
             with self._lock:
                 node = self._nodes.get(nodeid)
                 if node is not None:
                     node.opens -= 1
                     if node.opens <= 0 and node.hidden:
-                        hidden_path = self.path(nodeid)
+                        hidden_path, place = self.path(nodeid), (node.parent, node.name)
                         node.hidden = False
-                        try:
-                            self.fs.unlink(hidden_path)
-                        finally:
-                            self._drop_name(node.parent, node.name)
+                        self._hiding -= 1
                     else:
                         self._gone_if_unused(node)
+            if hidden_path is not None:  # its last open is gone: so is the file (outside the lock: it may be slow)
+                try:
+                    self.fs.unlink(hidden_path)
+                finally:
+                    with self._lock:
+                        self._drop_name(*place)
 
     def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         path, user_fh = self._file(fh)
@@ -597,26 +635,53 @@ class PathBridge(Operations):
         if handle.entries is None or offset == 0:
             handle.entries = self._listing(handle)
         entries = handle.entries
+        recent = self._recent
         for index in range(offset, len(entries)):
-            name, attrs = entries[index]
+            entry, name, attrs = entries[index]
             if attrs is not None:
-                self._recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
-                yield DirEntry(os.fsencode(name), attrs.shown_ino or 0, dtype_of(attrs.st_mode), index + 1)
-            else:  # no inode number to show: libfuse's "unknown" (an entry with 0 would be skipped by readdir(3))
-                yield DirEntry(os.fsencode(name), UNKNOWN_INO, 0, index + 1, False)
+                recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
+            yield entry
 
-    def _listing(self, handle: _Dir) -> list[tuple[str, EntryAttributes | None]]:
-        entries: list[tuple[str, EntryAttributes | None]] = []
-        for item in self.fs.readdir(self._open_path(handle.nodeid), handle.fh):
-            if isinstance(item, str):
+    def _listing(self, handle: _Dir) -> list[tuple[DirEntry, str, Any]]:
+        """The directory's entries as the kernel gets them, with their names and the attributes readdir gave (an
+        ``os.DirEntry`` stays one until the kernel asks for its attributes)."""
+        parent = handle.nodeid
+        hiding = self._hiding > 0
+        dots = {".", ".."}
+        items: list[tuple[str, Any]] = []
+        append = items.append
+        item: Any  # narrowed by class below (faster than isinstance, which mypy would follow)
+        attrs: Any
+        for item in self.fs.readdir(self._open_path(parent), handle.fh):
+            kind = item.__class__
+            if kind is str:
                 name, attrs = item, None
+            elif kind is os.DirEntry:
+                name, attrs = os.fsdecode(item.name), item
             else:
                 name, attrs = item[0], item[1] if len(item) > 1 else None
-            if self._is_hidden(handle.nodeid, name):
+            if name in dots:
+                dots.discard(name)
+            elif hiding and self._is_hidden(parent, name):
                 continue  # an unlinked file kept for its open handles: gone, as far as names go
-            entries.append((name, None if attrs is None else self._attributes(attrs)))
-        names = {name for name, _ in entries}
-        return [(dot, None) for dot in (".", "..") if dot not in names] + entries
+            append((name, attrs))
+        if dots:  # the filesystem left out "." or "..": they come first, as everywhere
+            items[:0] = [(dot, None) for dot in (".", "..") if dot in dots]
+        attributes = self._attributes
+        fsencode = os.fsencode
+        new = tuple.__new__  # a DirEntry without the Python-level __new__ of named tuples: a third of the cost
+        entries: list[tuple[DirEntry, str, Any]] = []
+        add = entries.append
+        for index, (name, attrs) in enumerate(items, 1):
+            if attrs is None:  # no inode number to show: libfuse's "unknown" (readdir(3) skips an entry with 0)
+                add((new(DirEntry, (fsencode(name), UNKNOWN_INO, 0, index, False)), name, None))
+            elif attrs.__class__ is os.DirEntry:
+                add((new(DirEntry, (fsencode(name), attrs.inode(), _dirent_type(attrs), index, True)), name, attrs))
+            else:
+                attrs = attributes(attrs)
+                entry = new(DirEntry, (fsencode(name), attrs.shown_ino or 0, dtype_of(attrs.st_mode), index, True))
+                add((entry, name, attrs))
+        return entries
 
     def _is_hidden(self, parent: int, name: str) -> bool:
         nodeid = self._names.get((parent, name))
@@ -636,7 +701,7 @@ class PathBridge(Operations):
 
     # ---- the rest
     def statfs(self, ctx: RequestContext) -> StatvfsData:
-        return _statvfs(self.fs.statfs("/"))
+        return _statvfs(self.fs.statfs("/") or {})
 
     def access(self, inode: InodeT, mode: int, ctx: RequestContext) -> None:
         self.fs.access(self.path(inode), mode)
@@ -652,6 +717,17 @@ class PathBridge(Operations):
 
     def removexattr(self, inode: InodeT, name: bytes, ctx: RequestContext) -> None:
         self.fs.removexattr(self.path(inode), os.fsdecode(name))
+
+
+def _dirent_type(entry: os.DirEntry) -> int:
+    """The DT_* value of a scandir entry, from what getdents gave (no stat)."""
+    if entry.is_symlink():
+        return stat.S_IFLNK >> 12
+    if entry.is_dir(follow_symlinks=False):
+        return stat.S_IFDIR >> 12
+    if entry.is_file(follow_symlinks=False):
+        return stat.S_IFREG >> 12
+    return 0  # DT_UNKNOWN: a device, fifo or socket; the kernel learns which on lookup
 
 
 def _utime(changed: bool, ns: int) -> int:

@@ -179,3 +179,11 @@ class LoopbackPaths(PathOperations):
         times = [st.st_atime_ns if ns == UTIME_OMIT else time.time_ns() if ns == UTIME_NOW else ns
                  for ns in (atime_ns, mtime_ns)]
         os.utime(self._real(path), ns=tuple(times))
+
+
+class ScandirLoopbackPaths(LoopbackPaths):
+    """The loopback whose readdir yields ``os.scandir``'s entries as they come."""
+
+    def readdir(self, path, fh):
+        with os.scandir(self._real(path)) as entries:
+            yield from entries

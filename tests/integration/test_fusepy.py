@@ -223,6 +223,14 @@ def test_unknown_keyword_options_are_refused_before_mounting(tree):
     assert find_mount(str(mnt)) is None
 
 
+def test_libfuse_keywords_fusepy_programs_pass(tree):
+    _src, mnt = tree
+    with fuse(Memory(), mnt, use_ino=True, auto_cache=True, direct_io=True, io_uring=False):
+        (mnt / "f").write_bytes(b"data")
+        assert (mnt / "f").read_bytes() == b"data"
+        assert _stats(mnt)["transport"] == "/dev/fuse"  # io_uring=False: off, as it reads
+
+
 def _stats(mnt: Path) -> dict:
     return control_client.query(str(mnt), "stats")
 

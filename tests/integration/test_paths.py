@@ -15,7 +15,7 @@ from shuntfs import Session
 from shuntfs.mount import find_mount
 
 from .conftest import wait_for
-from .path_filesystems import LoopbackPaths, MemoryPaths
+from .path_filesystems import LoopbackPaths, MemoryPaths, ScandirLoopbackPaths
 
 
 @pytest.fixture
@@ -109,6 +109,66 @@ def test_readdirplus_uses_the_listings_attributes_and_forget_empties_the_table(s
     assert sizes == {f"f{i}": i for i in range(50)}
     Path("/proc/sys/vm/drop_caches").write_text("2\n")
     assert wait_for(lambda: len(bridge._nodes) == 1, 10), len(bridge._nodes)  # only the root is left
+
+
+def _read_through(mnt: Path, session: Session) -> tuple[bytes, int]:
+    """The file's content read through a fresh open, and the READs that reached the filesystem meanwhile."""
+    before = session.request_counts().get("READ", 0)
+    data = (mnt / "f").read_bytes()
+    return data, session.request_counts().get("READ", 0) - before
+
+
+def test_auto_cache_keeps_data_until_mtime_or_size_changes(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    session = serve.sessions[0]
+    session.ops.auto_cache = True
+    (mnt / "f").write_bytes(b"one" * 1000)
+    assert _read_through(mnt, session)[0] == b"one" * 1000
+    assert _read_through(mnt, session) == (b"one" * 1000, 0)  # unchanged: from the page cache
+    fs.files["/f"]["data"] = b"two" * 1000  # changed behind the kernel's back, as a network filesystem's file is
+    fs.files["/f"]["st_mtime"] += 5
+    assert _read_through(mnt, session)[0] == b"two" * 1000
+    session.ops.auto_cache = False
+    data, reads = _read_through(mnt, session)
+    assert data == b"two" * 1000 and reads > 0  # the default: every open reads afresh
+
+
+def test_direct_io_sends_every_read_to_the_filesystem(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    session = serve.sessions[0]
+    (mnt / "f").write_bytes(b"x" * 4096)
+    for direct in (False, True):
+        session.ops.direct_io = direct
+        with open(mnt / "f", "rb", buffering=0) as f:
+            before = session.request_counts().get("READ", 0)
+            assert os.pread(f.fileno(), 4096, 0) == os.pread(f.fileno(), 4096, 0) == b"x" * 4096
+            reads = session.request_counts().get("READ", 0) - before
+        assert reads == (2 if direct else 1), (direct, reads)
+
+
+def test_readdir_may_yield_scandir_entries(serve, workdir):
+    backing = workdir / "backing"
+    backing.mkdir()
+    (backing / "dir").mkdir()
+    (backing / "link").symlink_to("nowhere")
+    os.mkfifo(backing / "fifo")
+    for i in range(300):  # past the first READDIRPLUS buffer: later names come by plain READDIR
+        (backing / f"file{i:03}").write_bytes(b"x" * i)
+    mnt = serve(ScandirLoopbackPaths(str(backing)))
+
+    def listing(root):
+        return {e.name: (e.inode(), e.is_dir(follow_symlinks=False), e.is_symlink(), e.is_file(follow_symlinks=False))
+                for e in os.scandir(root)}
+
+    def attributes(root):
+        return {name: (st.st_ino, st.st_mode, st.st_size, st.st_mtime_ns)
+                for name in os.listdir(root) for st in [os.lstat(root / name)]}
+
+    assert listing(mnt) == listing(backing)
+    assert attributes(mnt) == attributes(backing)
+    assert sorted(os.listdir(mnt)) == sorted(os.listdir(backing))
 
 
 @pytest.mark.parametrize("passthrough", [True, False])

@@ -120,3 +120,20 @@ def test_one_table_parses_and_documents_every_option():
             "N", "1")
         if option.name != "remount":
             parse_args(["-o", word, "s", "m"])  # each parses as its help says
+
+
+def test_keyword_arguments_as_options():
+    from shuntfs.options import keyword_word
+    assert keyword_word("ro", True) == "ro"
+    assert keyword_word("ro", False) is None
+    assert keyword_word("io_uring", False) == "io_uring=off"  # an on/off option: False means off, not "not said"
+    assert keyword_word("passthrough", True) == "passthrough=on"
+    assert keyword_word("fsname", "x") == "fsname=x"
+    assert keyword_word("entry_timeout", 2.5) == "entry_timeout=2.5"
+
+
+def test_libfuse_cache_words_are_settings_and_use_ino_is_what_we_do():
+    config = parse_args(["/src", "/mnt", "-o", "use_ino,readdir_ino,auto_cache,direct_io"])
+    assert config.settings == {"auto_cache": True, "direct_io": True}
+    with pytest.raises(UsageError, match="takes no value"):
+        parse_args(["/src", "/mnt", "-o", "use_ino=1"])

@@ -41,3 +41,18 @@ def test_paths_follow_renames_of_their_directories():
     assert bridge.path(f.st_ino) == "/z/b/f"
     bridge.forget([(f.st_ino, 1), (b.st_ino, 1), (a.st_ino, 1)])
     assert list(bridge._nodes) == [1]
+
+
+def test_statfs_answers_fill_what_a_dict_leaves_out():
+    bridge = PathBridge(PathOperations())
+    partial = type("P", (PathOperations,), {"statfs": lambda self, path: {"f_blocks": 10, "f_bfree": 4}})()
+    bridge.fs = partial
+    s = bridge.statfs(None)
+    assert (s.f_blocks, s.f_bfree, s.f_bsize, s.f_frsize, s.f_namemax) == (10, 4, 512, 512, 255)
+    given = os.statvfs("/")
+    bridge.fs = type("S", (PathOperations,), {"statfs": lambda self, path: given})()
+    s = bridge.statfs(None)
+    assert (s.f_bsize, s.f_frsize, s.f_blocks, s.f_namemax) == (given.f_bsize, given.f_frsize, given.f_blocks,
+                                                                   given.f_namemax)
+    bridge.fs = type("N", (PathOperations,), {"statfs": lambda self, path: None})()  # fusepy's default gives {}
+    assert bridge.statfs(None).f_bsize == 512

@@ -111,13 +111,16 @@ def statx_out(attr_timeout: float, statx: bytes) -> bytes:
     return abi.STATX_OUT_HEAD.pack(as_, ans, 0) + statx
 
 
+_DIRENT = abi.DIRENT.pack
+_PADS = tuple(b"\0" * (-n & 7) for n in range(8))  # the header is 24 bytes: the name alone decides the padding
+
+
 def pack_dirent(out: bytearray, ino: int, next_offset: int, dtype: int, name: bytes) -> None:
     """Append one fuse_dirent record (padded to 8 bytes) to ``out``."""
-    out += abi.DIRENT.pack(ino, next_offset, len(name), dtype)
+    n = len(name)
+    out += _DIRENT(ino, next_offset, n, dtype)
     out += name
-    pad = -len(out) & 7
-    if pad:
-        out += b"\0" * pad
+    out += _PADS[n & 7]
 
 
 def pack_direntplus(out: bytearray, entry: bytes, ino: int, next_offset: int, dtype: int, name: bytes) -> None:
