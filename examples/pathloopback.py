@@ -11,6 +11,7 @@ Calls run as the daemon's user: mount it for yourself, or add ``-o default_permi
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import stat
@@ -21,6 +22,10 @@ from typing import Iterator
 import shuntfs
 from shuntfs import UTIME_NOW, UTIME_OMIT, FileInfo, FUSEError, PathOperations
 from shuntfs.options import UsageError
+
+_libc = ctypes.CDLL(None, use_errno=True)  # renameat2 and fallocate with flags, which the os module lacks
+_libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+AT_FDCWD = -100
 
 
 class PathLoopback(PathOperations):
@@ -73,9 +78,11 @@ class PathLoopback(PathOperations):
         os.symlink(target, self._real(path))
 
     def rename(self, old: str, new: str, flags: int) -> None:
-        if flags:
-            raise FUSEError(errno.EINVAL)  # os.rename has no RENAME_NOREPLACE/EXCHANGE
-        os.rename(self._real(old), self._real(new))
+        if not flags:
+            os.rename(self._real(old), self._real(new))
+        elif _libc.renameat2(AT_FDCWD, os.fsencode(self._real(old)), AT_FDCWD, os.fsencode(self._real(new)),
+                             flags) < 0:  # RENAME_NOREPLACE, RENAME_EXCHANGE: os.rename has no flags
+            raise FUSEError(ctypes.get_errno())
 
     def link(self, path: str, new: str) -> None:
         os.link(self._real(path), self._real(new), follow_symlinks=False)
@@ -125,9 +132,8 @@ class PathLoopback(PathOperations):
         (os.fdatasync if datasync else os.fsync)(fh)
 
     def fallocate(self, path: str, mode: int, offset: int, length: int, fh: int) -> None:
-        if mode:
-            raise FUSEError(errno.EOPNOTSUPP)
-        os.posix_fallocate(fh, offset, length)
+        if _libc.fallocate(fh, mode, offset, length) < 0:  # KEEP_SIZE, PUNCH_HOLE, ...
+            raise FUSEError(ctypes.get_errno())
 
     # ---- the rest
     def statfs(self, path: str) -> os.statvfs_result:

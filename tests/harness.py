@@ -45,17 +45,20 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
 
 
 class Mount:
-    """A running `shuntfs SOURCE MOUNTPOINT` (daemon mode), optionally started as another user."""
+    """A running `shuntfs SOURCE MOUNTPOINT` (daemon mode), optionally started as another user; ``program``: another
+    command with shuntfs's command line (a filesystem run by ``shuntfs.main``, taking SOURCE)."""
 
-    def __init__(self, source: Path, mountpoint: Path, options: list[str], user: str | None = None) -> None:
+    def __init__(self, source: Path, mountpoint: Path, options: list[str], user: str | None = None,
+                 program: list[str] = SHUNTFS) -> None:
         self.source = source
         self.mnt = mountpoint
         self.options = options
         self.user = user
+        self.program = program
         self.pid = 0
 
     def command(self) -> list[str]:
-        cmd = SHUNTFS + [str(self.source), str(self.mnt)]
+        cmd = self.program + [str(self.source), str(self.mnt)]
         for opt in self.options:
             cmd += ["-o", opt]
         return cmd
@@ -63,7 +66,7 @@ class Mount:
     def start(self) -> Mount:
         cmd = self.command()
         if self.user:
-            cmd = as_user(self.user, user_python(self.source.parent) + cmd[len(SHUNTFS):])
+            cmd = as_user(self.user, user_python(self.source.parent) + cmd[len(self.program):])
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, f"shuntfs failed: {done.stderr}"
         self.pid = self.stats()["pid"]

@@ -14,12 +14,13 @@ Handlers may be ``async def`` (``readdir`` an async generator), as with the inod
 
 from __future__ import annotations
 
+import copy
 import errno
 import itertools
 import os
 import stat
 import threading
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .operations import (
     NOW,
@@ -40,6 +41,8 @@ from .operations import (
 #: utimens values: "the current time" and "leave it as it is" (as utimensat(2)'s)
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
+
+RENAME_NOREPLACE = 1
 
 #: the inode number readdir shows for a name whose attributes the filesystem did not give (libfuse's
 #: FUSE_UNKNOWN_INO); lookups show the real one
@@ -247,7 +250,7 @@ def _statvfs(value: Any) -> StatvfsData:
 
 
 class _Node:
-    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino", "cached")
+    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino", "cached", "last")
 
     def __init__(self, nodeid: int, parent: int, name: str) -> None:
         self.nodeid = nodeid
@@ -258,6 +261,7 @@ class _Node:
         self.opens = 0
         self.hidden = False  # unlinked while open: renamed to a hidden name until its last release
         self.cached: tuple[int, int] | None = None  # with auto_cache: (mtime, size) its cached data is of
+        self.last: EntryAttributes | None = None  # its attributes when last asked: for when no path leads to it
 
 
 class _Dir:
@@ -307,6 +311,9 @@ class PathBridge(Operations):
         self._recent = threading.local()
         self._hidden = itertools.count(1).__next__
         self._hiding = 0  # how many files are hidden now: listings need not look for them otherwise
+        #: drops the kernel's cached attributes of a node (set by the session): for changes the kernel did not ask
+        #: for, such as the unlink of a hidden name at the last release, which moves its directory's times
+        self.attributes_changed: Callable[[int], None] = lambda nodeid: None
 
     # ---- the node table
     def path(self, nodeid: InodeT) -> str:
@@ -344,6 +351,7 @@ class PathBridge(Operations):
                 node.parent, node.name = parent, name  # the link it was last reached by
             self._names[(parent, name)] = node.nodeid
             node.nlookup += 1
+            node.last = attrs
         attrs.st_ino = node.nodeid
         if attrs.shown_ino is None:
             attrs.shown_ino = node.nodeid
@@ -414,10 +422,24 @@ class PathBridge(Operations):
 
     def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
         user_fh = self._files[fh][1] if fh is not None and fh in self._files else None
-        attrs = self._getattr(self.path(inode), user_fh)
+        node = self._nodes.get(inode)
+        try:
+            path = self.path(inode)
+        except FUSEError:
+            if node is None or node.last is None:
+                raise
+            # A directory removed while open (a cwd, an fd): no path leads to it, and it has no links any more.
+            attrs = copy.copy(node.last)
+            attrs.st_nlink = 0
+            return attrs
+        attrs = self._getattr(path, user_fh)
         attrs.st_ino = inode
         if attrs.shown_ino is None:
             attrs.shown_ino = inode
+        if node is not None:
+            node.last = attrs
+            if node.hidden and attrs.st_nlink:
+                attrs.st_nlink -= 1  # its hidden name is no link as far as programs go: fstat shows 0, as natively
         return attrs
 
     def setattr(
@@ -461,7 +483,27 @@ class PathBridge(Operations):
 
     def link(self, inode: InodeT, new_parent: InodeT, new_name: bytes, ctx: RequestContext) -> EntryAttributes:
         text = os.fsdecode(new_name)
-        self.fs.link(self.path(inode), self._child(new_parent, text))
+        path, new = self.path(inode), self._child(new_parent, text)
+        node = self._nodes.get(inode)
+        if node is None or not node.hidden:
+            self.fs.link(path, new)
+            return self._made(new_parent, text)
+        # Only a file made with O_TMPFILE can be linked once hidden (the kernel refuses it for one unlinked while
+        # open): it gets the name, and its hidden one goes, without a moment where a name that exists is replaced.
+        try:
+            self.fs.rename(path, new, RENAME_NOREPLACE)
+        except (FUSEError, OSError) as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+                raise
+            self.fs.link(path, new)
+            self.fs.unlink(path)
+        with self._lock:
+            if node.hidden:
+                node.hidden = False
+                self._hiding -= 1
+            self._names.pop((node.parent, node.name), None)
+            node.parent, node.name = new_parent, text
+            self._names[(new_parent, text)] = node.nodeid
         return self._made(new_parent, text)
 
     def unlink(self, parent: InodeT, name: bytes, ctx: RequestContext) -> None:
@@ -553,23 +595,49 @@ class PathBridge(Operations):
         attrs = self._made(parent, text)
         return self._opened(attrs.st_ino, answer), attrs
 
+    def tmpfile(
+        self, parent: InodeT, mode: int, flags: int, ctx: RequestContext
+    ) -> tuple[FileInfo, EntryAttributes]:
+        """O_TMPFILE, as libfuse's hide: ``create`` under a hidden name that listings leave out, unlinked with the
+        last release unless ``link`` gave the file a name first."""
+        hidden = f".fuse_hidden{parent:08x}{self._hidden():08x}"
+        # O_EXCL means "never to be linked" here, which the kernel enforces; for the hidden name it means new
+        flags = (flags & ~(os.O_TMPFILE | os.O_EXCL)) | os.O_CREAT | os.O_EXCL
+        answer = self.fs.create(self._child(parent, hidden), stat.S_IMODE(mode), flags)
+        try:
+            attrs = self._made(parent, hidden)
+        except BaseException:
+            path = self._child(parent, hidden)
+            self.fs.release(path, answer.fh if isinstance(answer, FileInfo) else answer)
+            self.fs.unlink(path)
+            raise
+        info = self._opened(attrs.st_ino, answer)
+        with self._lock:
+            node = self._nodes[attrs.st_ino]
+            node.hidden = True
+            self._hiding += 1
+        if attrs.st_nlink:
+            attrs.st_nlink -= 1
+        return info, attrs
+
     def _file(self, fh: FileHandleT) -> tuple[Any, Any]:
         record = self._files.get(fh)
         if record is None:
             raise FUSEError(errno.EBADF)
         return self._open_path(record[0]), record[1]
 
-    def _open_path(self, nodeid: int) -> Any:  # str, or None (see nullpath_ok)
-        """The path given to calls on an open file or directory: None where the filesystem takes none."""
+    def _open_path(self, nodeid: int, closing: bool = False) -> Any:  # str, or None (see nullpath_ok)
+        """The path given to calls on an open file or directory: None where the filesystem takes none. A release
+        is never refused for want of a path (the handle would leak): it gets "-" then, as with libfuse."""
         fs = self.fs
         if fs.nopath:
             return None
-        if not fs.nullpath_ok:
+        if not fs.nullpath_ok and not closing:
             return self.path(nodeid)
         try:
             return self.path(nodeid)
         except FUSEError:
-            return None  # unlinked while open
+            return None if fs.nullpath_ok else "-"  # removed while open
 
     def read(self, fh: FileHandleT, offset: int, size: int) -> bytes:
         path, user_fh = self._file(fh)
@@ -589,7 +657,7 @@ class PathBridge(Operations):
             return
         nodeid, user_fh = record
         try:
-            self.fs.release(self._open_path(nodeid), user_fh)
+            self.fs.release(self._open_path(nodeid, closing=True), user_fh)
         finally:
             hidden_path, place = None, (0, "")
             with self._lock:
@@ -608,6 +676,7 @@ class PathBridge(Operations):
                 finally:
                     with self._lock:
                         self._drop_name(*place)
+                    self.attributes_changed(place[0])
 
     def fsync(self, fh: FileHandleT, datasync: bool) -> None:
         path, user_fh = self._file(fh)
@@ -691,13 +760,15 @@ class PathBridge(Operations):
     def releasedir(self, fh: FileHandleT) -> None:
         handle = self._dirs.pop(fh, None)
         if handle is not None:
-            self.fs.releasedir(self._open_path(handle.nodeid), handle.fh)
+            self.fs.releasedir(self._open_path(handle.nodeid, closing=True), handle.fh)
 
     def fsyncdir(self, fh: FileHandleT, datasync: bool) -> None:
         handle = self._dirs.get(fh)
         if handle is None:
             raise FUSEError(errno.EBADF)
-        self.fs.fsyncdir(self._open_path(handle.nodeid), datasync, handle.fh)
+        path = self._open_path(handle.nodeid, closing=True)
+        if path != "-":  # a directory removed while open has nothing left to make durable
+            self.fs.fsyncdir(path, datasync, handle.fh)
 
     # ---- the rest
     def statfs(self, ctx: RequestContext) -> StatvfsData:

@@ -19,6 +19,7 @@ class MemoryPaths(PathOperations):
         self.files: dict[str, dict] = {"/": dict(st_mode=stat.S_IFDIR | 0o755, st_nlink=2, st_ctime=now,
                                                  st_mtime=now, st_atime=now, data=b"")}
         self.released: list[int] = []
+        self.released_dirs: list[str] = []
         self.fd = 0
 
     def _get(self, path):
@@ -128,6 +129,9 @@ class MemoryPaths(PathOperations):
 
     def release(self, path, fh):
         self.released.append(fh)
+
+    def releasedir(self, path, fh):
+        self.released_dirs.append(path)
 
 
 class LoopbackPaths(PathOperations):

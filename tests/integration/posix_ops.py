@@ -80,13 +80,13 @@ def link_fd(fd: int, new: str) -> None:
     _check(_libc.linkat(fd, b"", AT_FDCWD, os.fsencode(new), AT_EMPTY_PATH))
 
 
-def statx(path: str) -> dict:
+def statx(path: str, wanted: int = STATX_BASIC_STATS | STATX_BTIME) -> dict:
     buf = ctypes.create_string_buffer(256)
-    _check(_libc.statx(AT_FDCWD, os.fsencode(path), AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, buf))
+    _check(_libc.statx(AT_FDCWD, os.fsencode(path), AT_SYMLINK_NOFOLLOW, wanted, buf))
     raw = buf.raw
     mask = int.from_bytes(raw[0:4], "little")
     return {
-        "mask": mask & (STATX_BASIC_STATS | STATX_BTIME),
+        "mask": mask & wanted,
         "nlink": int.from_bytes(raw[16:20], "little"),
         "uid": int.from_bytes(raw[20:24], "little"),
         "gid": int.from_bytes(raw[24:28], "little"),

@@ -5,6 +5,7 @@ the benchmark's business, not a test's.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,5 +71,22 @@ def test_ceiling_reports_client_and_server_cpu(tmp_path):
         assert float(rate.replace(",", "")) > 0 and float(ceiling.replace(",", "")) > 0
         # the daemon served every byte in userspace, so it spent CPU on them; native has no server
         assert (server == "-") if target == "native" else (float(server.replace(",", "")) > 0), (workload, target)
+    assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
+    assert list(tmp_path.iterdir()) == [], "scratch tree left behind"
+
+
+def test_fusepy_benchmark_runs_every_row_on_both_sides(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.fusepy_bench", "--files", "60", "--mib", "8", "--repeat", "1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if line.endswith("×")]
+    names = " ".join(" ".join(row[:-3]) for row in rows)
+    for row in ("create+stat", "ls -l, warm", "unlink", "create+stat+unlink", "seq write", "seq read"):
+        assert row in names, (row, done.stdout)
+    assert len(rows) == 7
+    for row in rows:  # the shuntfs side and the reference, both measured
+        assert float(row[-3].replace(",", "")) > 0 and float(row[-2].replace(",", "")) > 0, row
     assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
     assert list(tmp_path.iterdir()) == [], "scratch tree left behind"

@@ -4,6 +4,7 @@ with passthrough, operation by operation."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import errno
 import os
 import stat
@@ -92,10 +93,56 @@ def test_a_file_unlinked_while_open_keeps_working(serve):
         assert f.read() == b"still here"
         f.write(b"!")
         f.flush()
-        assert os.fstat(f.fileno()).st_size == 11
+        st = os.fstat(f.fileno())
+        assert (st.st_size, st.st_nlink) == (11, 0)  # the hidden name is no link, as natively
     # gone with its last release (which the kernel sends after close returns)
     assert wait_for(lambda: not any(name.startswith("/.fuse_hidden") for name in fs.files), 5), fs.files.keys()
     assert os.listdir(mnt) == []
+
+
+def test_a_directory_removed_while_open_still_answers_fstat(serve):
+    fs = MemoryPaths()
+    mnt = serve(fs)
+    serve.sessions[0].ops.attr_timeout = 0  # every fstat asks the bridge
+    (mnt / "d").mkdir()
+    fd = os.open(mnt / "d", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.rmdir(mnt / "d")
+        st = os.fstat(fd)
+        assert stat.S_ISDIR(st.st_mode) and st.st_nlink == 0
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    assert wait_for(lambda: fs.released_dirs == ["-"], 5), fs.released_dirs  # its handle is not leaked
+
+
+def _link_fd(fd: int, new: Path) -> None:
+    """linkat(fd, "", AT_FDCWD, new, AT_EMPTY_PATH): how a program names an O_TMPFILE file."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.linkat(fd, b"", -100, os.fsencode(new), 0x1000) < 0:
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+
+
+def test_o_tmpfile_is_a_hidden_file_until_linked(serve):
+    fs = MemoryPaths()  # its rename takes no flags: the name comes by link and unlink of the hidden one
+    mnt = serve(fs)
+    (mnt / "d").mkdir()
+    fd = os.open(mnt / "d", os.O_TMPFILE | os.O_RDWR, 0o640)
+    try:
+        os.write(fd, b"unnamed")
+        assert os.listdir(mnt / "d") == [] and os.fstat(fd).st_nlink == 0
+        _link_fd(fd, mnt / "d" / "named")
+        assert os.fstat(fd).st_nlink == 1
+        os.write(fd, b", then named")
+    finally:
+        os.close(fd)
+    assert (mnt / "d" / "named").read_bytes() == b"unnamed, then named"
+    assert os.listdir(mnt / "d") == ["named"]
+    fd = os.open(mnt / "d", os.O_TMPFILE | os.O_RDWR, 0o600)  # never named: gone with its close
+    os.write(fd, b"scratch")
+    os.close(fd)
+    assert wait_for(lambda: sorted(fs.files) == ["/", "/d", "/d/named"], 5), sorted(fs.files)
 
 
 def test_readdirplus_uses_the_listings_attributes_and_forget_empties_the_table(serve):
