@@ -90,3 +90,19 @@ def test_fusepy_benchmark_runs_every_row_on_both_sides(tmp_path):
         assert float(row[-3].replace(",", "")) > 0 and float(row[-2].replace(",", "")) > 0, row
     assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
     assert list(tmp_path.iterdir()) == [], "scratch tree left behind"
+
+
+def test_requests_map_counts_every_metadata_workload(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.requests", "--files", "100", "--base", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {line[:26].strip(): line[26:].split() for line in done.stdout.splitlines()[1:]}
+    assert set(rows) == {w.name for w in WORKLOADS if w.kind == "metadata"}, done.stdout
+    for name, cells in rows.items():
+        assert int(cells[0].replace(",", "")) > 0 and float(cells[1]) > 0, (name, cells)
+    assert "READDIRPLUS" in " ".join(rows["ls -l of 10k-entry dir"]) and "CREATE 1.00" in " ".join(
+        rows["create+stat+unlink"])
+    assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
+    assert list(tmp_path.iterdir()) == [], "scratch tree left behind"
