@@ -131,6 +131,9 @@ class PathLoopback(PathOperations):
     def fsync(self, path: str, datasync: bool, fh: int) -> None:
         (os.fdatasync if datasync else os.fsync)(fh)
 
+    def lseek(self, path: str, offset: int, whence: int, fh: int) -> int:
+        return os.lseek(fh, offset, whence)  # SEEK_DATA, SEEK_HOLE: only without passthrough
+
     def fallocate(self, path: str, mode: int, offset: int, length: int, fh: int) -> None:
         if _libc.fallocate(fh, mode, offset, length) < 0:  # KEEP_SIZE, PUNCH_HOLE, ...
             raise FUSEError(ctypes.get_errno())

@@ -152,6 +152,11 @@ class PathOperations:
     def fallocate(self, path: str, mode: int, offset: int, length: int, fh: FileHandleT) -> None:
         raise FUSEError(errno.ENOSYS)
 
+    def lseek(self, path: str, offset: int, whence: int, fh: FileHandleT) -> int:
+        """SEEK_DATA and SEEK_HOLE (the kernel answers the other whences itself; without this method it takes the
+        whole file for data, as if it had no holes)."""
+        raise FUSEError(errno.ENOSYS)
+
     def ioctl(self, path: str, cmd: int, arg: int, fh: FileHandleT, flags: int, data: bytes,
               out_size: int) -> tuple[int, bytes]:
         """ioctl(2) on an open file: see :meth:`shuntfs.Operations.ioctl` (``(result, out bytes)``)."""
@@ -685,6 +690,10 @@ class PathBridge(Operations):
     def fallocate(self, fh: FileHandleT, mode: int, offset: int, length: int) -> None:
         path, user_fh = self._file(fh)
         self.fs.fallocate(path, mode, offset, length, user_fh)
+
+    def lseek(self, fh: FileHandleT, offset: int, whence: int) -> int:
+        path, user_fh = self._file(fh)
+        return self.fs.lseek(path, offset, whence, user_fh)
 
     def ioctl(self, fh: FileHandleT, cmd: int, arg: int, data: bytes, out_size: int, flags: int) -> tuple[int, bytes]:
         path, user_fh = self._file(fh)

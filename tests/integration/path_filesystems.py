@@ -172,6 +172,9 @@ class LoopbackPaths(PathOperations):
     def release(self, path, fh):
         os.close(fh)
 
+    def lseek(self, path, offset, whence, fh):
+        return os.lseek(fh, offset, whence)
+
     def truncate(self, path, length, fh):
         os.truncate(self._real(path) if fh is None else fh, length)
 

@@ -237,6 +237,27 @@ def test_a_loopback_with_passthrough_is_one_argument(serve, tree, workdir, passt
         assert counts["READ"] > 0 and counts["WRITE"] > 0
 
 
+def test_seek_data_and_hole_reach_the_filesystem(serve, workdir):
+    backing = workdir / "backing"
+    backing.mkdir()
+    with open(backing / "sparse", "wb") as f:
+        f.truncate(1 << 20)
+        f.seek(512 << 10)
+        f.write(b"x" * 4096)
+    mnt = serve(LoopbackPaths(str(backing)), passthrough=False)  # with passthrough the kernel asks the file itself
+
+    def holes(path):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            return [os.lseek(fd, offset, whence) for offset, whence in
+                    ((0, os.SEEK_DATA), (0, os.SEEK_HOLE), (600 << 10, os.SEEK_HOLE))]
+        finally:
+            os.close(fd)
+
+    assert holes(mnt / "sparse") == holes(backing / "sparse") != [0, 1 << 20, 1 << 20]
+    assert serve.sessions[0].request_counts().get("LSEEK", 0) >= 3
+
+
 class AsyncMemoryPaths(MemoryPaths):
     """The same filesystem with async handlers, an async generator among them."""
 
