@@ -6,7 +6,8 @@
 It takes the whole ``shuntfs`` command line from ``shuntfs.main`` (daemon, -f, -d, -o ro/allow_other/...,
 ``shuntfs-ctl stats MOUNTPOINT``). Every open answers ``FileInfo(fh=fd, passthrough_fd=fd)``: reads and writes go
 from the kernel to the file in SOURCE without reaching this process (``-o passthrough=off`` serves them here).
-Calls run as the daemon's user: mount it for yourself, or add ``-o default_permissions`` for others.
+Calls run as the daemon's user: mount it for yourself, or add ``-o default_permissions`` for others. Hard links are
+nodes of their own (see the tutorial); the conformance suite runs it with ``-o attr_timeout=0`` for that reason.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ AT_FDCWD = -100
 
 
 class PathLoopback(PathOperations):
+    #: a file unlinked while open goes at once, as in SOURCE (its link count, its other hard links' ctime), and the
+    #: calls on its open handles get path None: they work on the fd, which is all this loopback needs
+    nullpath_ok = True
+
     def __init__(self, source: str) -> None:
         self.source = os.path.realpath(source)
 
@@ -87,11 +92,14 @@ class PathLoopback(PathOperations):
     def link(self, path: str, new: str) -> None:
         os.link(self._real(path), self._real(new), follow_symlinks=False)
 
-    def chmod(self, path: str, mode: int, fh: int | None) -> None:
-        os.chmod(self._real(path), stat.S_IMODE(mode))
+    def chmod(self, path: str | None, mode: int, fh: int | None) -> None:
+        os.chmod(self._real(path) if path is not None else fh, stat.S_IMODE(mode))
 
-    def chown(self, path: str, uid: int, gid: int, fh: int | None) -> None:
-        os.chown(self._real(path), uid, gid, follow_symlinks=False)
+    def chown(self, path: str | None, uid: int, gid: int, fh: int | None) -> None:
+        if path is None:  # unlinked while open
+            os.chown(fh, uid, gid)
+        else:
+            os.chown(self._real(path), uid, gid, follow_symlinks=False)
 
     def truncate(self, path: str, length: int, fh: int | None) -> None:
         if fh is not None:
@@ -99,16 +107,17 @@ class PathLoopback(PathOperations):
         else:
             os.truncate(self._real(path), length)
 
-    def utimens(self, path: str, atime_ns: int, mtime_ns: int, fh: int | None) -> None:
-        real = self._real(path)
+    def utimens(self, path: str | None, atime_ns: int, mtime_ns: int, fh: int | None) -> None:
+        # by path without following a symlink; by fd once unlinked while open
+        target, how = (fh, {}) if path is None else (self._real(path), {"follow_symlinks": False})
         if atime_ns == UTIME_NOW and mtime_ns == UTIME_NOW:
-            os.utime(real, follow_symlinks=False)
+            os.utime(target, **how)
             return
-        st = os.lstat(real)
+        st = os.stat(target, **how)
         now = time.time_ns()
         times = [now if value == UTIME_NOW else current if value == UTIME_OMIT else value
                  for value, current in ((atime_ns, st.st_atime_ns), (mtime_ns, st.st_mtime_ns))]
-        os.utime(real, ns=(times[0], times[1]), follow_symlinks=False)
+        os.utime(target, ns=(times[0], times[1]), **how)
 
     # ---- open files: the kernel reads and writes the fd itself
     def open(self, path: str, flags: int) -> FileInfo:

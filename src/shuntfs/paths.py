@@ -425,11 +425,26 @@ class PathBridge(Operations):
                 return EntryAttributes(st_ino=0, entry_timeout=self.negative_timeout, attr_timeout=0)
         return self._entry(parent, text, attrs)
 
-    def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
+    def _named(self, inode: int, fh: FileHandleT | None) -> tuple[Any, Any]:
+        """(path, the filesystem's fh) for a call on ``inode`` (``fh``: the kernel's handle, if it gave one). An
+        open file unlinked under ``nullpath_ok`` has no path: it is reached through one of its open handles, with
+        path None; otherwise no path is ENOENT."""
         user_fh = self._files[fh][1] if fh is not None and fh in self._files else None
+        try:
+            return self.path(inode), user_fh
+        except FUSEError:
+            if not self.fs.nullpath_ok:
+                raise
+            if user_fh is None:  # fstat and the like come without a handle: any open one of the file will do
+                user_fh = next((ufh for nodeid, ufh in list(self._files.values()) if nodeid == inode), None)
+                if user_fh is None:
+                    raise
+            return None, user_fh
+
+    def getattr(self, inode: InodeT, fh: FileHandleT | None, ctx: RequestContext) -> EntryAttributes:
         node = self._nodes.get(inode)
         try:
-            path = self.path(inode)
+            path, user_fh = self._named(inode, fh)
         except FUSEError:
             if node is None or node.last is None:
                 raise
@@ -450,8 +465,7 @@ class PathBridge(Operations):
     def setattr(
         self, inode: InodeT, attr: EntryAttributes, fields: SetattrFields, fh: FileHandleT | None, ctx: RequestContext
     ) -> EntryAttributes:
-        path = self.path(inode)
-        user_fh = self._files[fh][1] if fh is not None and fh in self._files else None
+        path, user_fh = self._named(inode, fh)
         fs = self.fs
         if fields.update_mode:
             fs.chmod(path, attr.st_mode, user_fh)

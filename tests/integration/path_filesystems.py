@@ -194,3 +194,15 @@ class ScandirLoopbackPaths(LoopbackPaths):
     def readdir(self, path, fh):
         with os.scandir(self._real(path)) as entries:
             yield from entries
+
+
+class NullpathLoopbackPaths(LoopbackPaths):
+    """The loopback with ``nullpath_ok``: unlinks go at once; calls on open files may get path None."""
+
+    nullpath_ok = True
+
+    def getattr(self, path, fh=None):
+        return os.fstat(fh) if path is None else super().getattr(path, fh)
+
+    def chmod(self, path, mode, fh):
+        os.chmod(fh if path is None else self._real(path), mode)

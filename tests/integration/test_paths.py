@@ -16,7 +16,7 @@ from shuntfs import Session
 from shuntfs.mount import find_mount
 
 from .conftest import wait_for
-from .path_filesystems import LoopbackPaths, MemoryPaths, ScandirLoopbackPaths
+from .path_filesystems import LoopbackPaths, MemoryPaths, NullpathLoopbackPaths, ScandirLoopbackPaths
 
 
 @pytest.fixture
@@ -115,6 +115,27 @@ def test_a_directory_removed_while_open_still_answers_fstat(serve):
     finally:
         os.close(fd)
     assert wait_for(lambda: fs.released_dirs == ["-"], 5), fs.released_dirs  # its handle is not leaked
+
+
+def test_with_nullpath_ok_an_open_file_is_unlinked_at_once_and_served_by_handle(serve, workdir):
+    backing = workdir / "backing"
+    backing.mkdir()
+    mnt = serve(NullpathLoopbackPaths(str(backing)), passthrough=False)
+    serve.sessions[0].ops.attr_timeout = 0  # every fstat asks the bridge
+    (mnt / "f").write_bytes(b"0123456789")
+    fd = os.open(mnt / "f", os.O_RDWR)
+    try:
+        os.unlink(mnt / "f")
+        assert os.listdir(backing) == []  # no hidden name: gone from SOURCE at once
+        st = os.fstat(fd)  # no handle in the request: the bridge finds the file's open one
+        assert (st.st_nlink, st.st_size) == (0, 10)
+        os.ftruncate(fd, 3)
+        os.fchmod(fd, 0o600)
+        st = os.fstat(fd)
+        assert (st.st_size, stat.S_IMODE(st.st_mode)) == (3, 0o600)
+        assert os.pread(fd, 10, 0) == b"012"
+    finally:
+        os.close(fd)
 
 
 def _link_fd(fd: int, new: Path) -> None:
