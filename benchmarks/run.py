@@ -1,11 +1,13 @@
-"""The benchmark: native vs shuntfs (passthrough, fallback, cache=none) vs pyfuse3, side by side in one run.
+"""The benchmark: native vs shuntfs (passthrough, fallback, cache=none) vs pyfuse3 and libfuse's C reference server
+(passthrough_hp, over /dev/fuse and over io_uring), side by side in one run.
 
     sudo python3 -m benchmarks.run [--repeat 3] [--json results.json] [--png results.png]
 
 Every workload runs on every target in turn, repeated (so drift hits all targets alike); the table gives each
 target's median, its spread (half the min-max range, in % of the median) and its ratio to native and to pyfuse3.
-Needs root, fio, git, and pyfuse3 (``apt-get install -y fio git libfuse3-dev pkg-config && pip install -e .[bench]``);
-``--targets`` leaves any of them out.
+Needs root, fio, git, pyfuse3 and, for the C reference server (built by ``benchmarks.reference``), a compiler:
+``apt-get install -y fio git libfuse3-dev pkg-config meson ninja-build g++ liburing-dev libnuma-dev && pip install -e
+.[bench]``. ``--targets`` leaves any of them out.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from .workloads import WORKLOADS, Params, drop_dentries, prepare
 #: Which targets each kind of workload runs on: cache=none only changes metadata behaviour.
 KIND_TARGETS = {
     "data": ("native", "passthrough", "nokillpriv", "fallback", "fallback-devfuse", "pyfuse3"),
-    "metadata": ("native", "passthrough", "fallback", "none", "devfuse", "nopoll", "pyfuse3"),
+    "metadata": ("native", "passthrough", "fallback", "none", "devfuse", "nopoll", "pyfuse3", "c-reference",
+                 "c-reference-uring"),
 }
 
 

@@ -50,6 +50,18 @@ class Target:
             return
         self.root = base / f"mnt-{self.name}"
         self.root.mkdir(exist_ok=True)
+        if self.name.startswith("c-reference"):
+            from .reference import passthrough_hp
+
+            binary, env = passthrough_hp()
+            self.log = base / f"{self.name}.log"
+            uring = ["-o", "io_uring"] if self.name.endswith("uring") else []
+            with open(self.log, "wb") as log:
+                self._proc = subprocess.Popen([str(binary), str(source), str(self.root), "--foreground", *uring],
+                                              stdout=subprocess.DEVNULL, stderr=log, env=env)
+            self.pid = self._proc.pid
+            wait_mounted(self._proc, self.root, lambda: f"{self.label} did not mount: {self.log_tail()}")
+            return
         if self.name == "pyfuse3":
             assert peer_script is not None
             self.log = base / "pyfuse3.log"
@@ -148,6 +160,9 @@ ALL_TARGETS = {
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),
     "nopoll": ("shuntfs busy_poll=0", ["busy_poll=0"]),
     "pyfuse3": ("pyfuse3 passthroughfs.py", None),
+    # libfuse's C++ reference server, built by benchmarks.reference, with its default options
+    "c-reference": ("libfuse passthrough_hp", None),
+    "c-reference-uring": ("libfuse passthrough_hp, io_uring", None),
 }
 
 
