@@ -106,7 +106,8 @@ class Conformance(RuleBasedStateMachine):
     #: False where file handles resolve only while the kernel knows the inode (the path API keeps no names for
     #: the inodes it has forgotten)
     handles_outlive_forget = True
-    #: True where open files unlinked through the mount wait in SOURCE under ``.fuse_hidden`` names (libfuse's hide)
+    #: True where files wait in SOURCE under ``.fuse_hidden`` names while open (libfuse's hide: O_TMPFILE files, and
+    #: files unlinked while open unless the filesystem is ``nullpath_ok``)
     hides_in_source = False
 
     def __init__(self) -> None:
