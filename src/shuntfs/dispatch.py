@@ -350,7 +350,7 @@ class Dispatcher:
                 credentials.clear_setid_bits(fi.passthrough_fd, truncated_by.gid, truncated_by.pid)
                 # the handler (opening as the caller) or the line above may have cleared set-id bits the kernel
                 # still shows
-                self._attributes_changed(nodeid)
+                self.attributes_changed(nodeid)
             return entry + self._open_reply(nodeid, fi)
         except BaseException:
             self.ops.release(fi.fh)
@@ -389,7 +389,7 @@ class Dispatcher:
         if record.fd >= 0:
             if a.write_flags & abi.WRITE_KILL_SUIDGID and self._clear_setid:
                 if credentials.clear_setid_bits(record.fd, req.gid, req.pid) is not None:
-                    self._attributes_changed(record.nodeid)
+                    self.attributes_changed(record.nodeid)
             return protocol.write_out(os.pwrite(record.fd, a.data, a.offset))
         return protocol.write_out(self.ops.write(record.fh, a.offset, a.data))
 
@@ -513,7 +513,7 @@ class Dispatcher:
         if a.name == _ACL_ACCESS:
             self._acl_changed(req.nodeid)
 
-    def _attributes_changed(self, nodeid: int) -> None:
+    def attributes_changed(self, nodeid: int) -> None:
         """The daemon changed attributes of ``nodeid`` that the kernel may have cached: drop them there, so the
         next stat asks (one notification write, which takes no lock the waiting caller holds)."""
         if self.notify is not None:
@@ -541,7 +541,7 @@ class Dispatcher:
         """An access ACL set or removed changes the file's mode too; without POSIX_ACL the kernel keeps the mode
         it cached (stat asking for the mode alone would show it)."""
         if not (self.negotiated and self.negotiated.has(InitFlag.POSIX_ACL)):
-            self._attributes_changed(nodeid)
+            self.attributes_changed(nodeid)
 
     def _statx(self, req: Request) -> bytes:
         a = req.arg

@@ -134,6 +134,8 @@ class Session:
         handlers = self._handlers()
         self.dispatcher = Dispatcher(handlers, self.registry, self.config, self.blocking, self.cancellations)
         self.dispatcher.notify = self._notify
+        if isinstance(handlers, PathBridge):
+            handlers.attributes_changed = self.dispatcher.attributes_changed
         if self._control_wanted:
             try:
                 self.control = ControlServer(self.stats)
@@ -149,7 +151,6 @@ class Session:
         on, else a private one)."""
         ops = self.ops
         if isinstance(ops, PathBridge):
-            ops.attributes_changed = self._attributes_changed
             if async_methods(ops.fs, PathOperations):
                 ops.fs = SyncProxy(ops.fs, self._asyncio_loop(), self.cancellations)  # type: ignore[assignment]
             return ops
@@ -351,12 +352,6 @@ class Session:
     def notify_store(self, inode: int, offset: int, data: bytes) -> bool:
         """Put ``data`` into the kernel's page cache of ``inode`` at ``offset``, extending its size if needed."""
         return self._notify(protocol.notify_store(inode, offset, data))
-
-    def _attributes_changed(self, inode: int) -> None:
-        try:
-            self.invalidate_inode(inode, -1)
-        except (OSError, RuntimeError) as e:
-            log.debug("attributes of inode %d not invalidated: %s", inode, e)
 
     def _notify(self, message: bytes) -> bool:
         if self.fd < 0:
