@@ -33,7 +33,7 @@ from .workloads import WORKLOADS, Params, drop_dentries, prepare
 #: Which targets each kind of workload runs on: cache=none only changes metadata behaviour.
 KIND_TARGETS = {
     "data": ("native", "passthrough", "nokillpriv", "fallback", "fallback-devfuse", "pyfuse3"),
-    "metadata": ("native", "passthrough", "fallback", "none", "devfuse", "nopoll", "pyfuse3", "c-reference",
+    "metadata": ("native", "passthrough", "fallback", "none", "always", "devfuse", "nopoll", "pyfuse3", "c-reference",
                  "c-reference-uring"),
 }
 

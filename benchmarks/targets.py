@@ -157,6 +157,7 @@ ALL_TARGETS = {
     "fallback": ("shuntfs fallback", ["passthrough=off"]),
     "fallback-devfuse": ("shuntfs fallback, io_uring=off", ["passthrough=off", "io_uring=off"]),
     "none": ("shuntfs cache=none", ["cache=none"]),
+    "always": ("shuntfs cache=always", ["cache=always"]),
     "devfuse": ("shuntfs io_uring=off", ["io_uring=off"]),
     "nopoll": ("shuntfs busy_poll=0", ["busy_poll=0"]),
     "pyfuse3": ("pyfuse3 passthroughfs.py", None),

@@ -83,7 +83,11 @@ def attr_fields(a: EntryAttributes) -> tuple:
 
 
 def entry_bytes(a: EntryAttributes) -> bytes:
-    return protocol.entry_out(a.st_ino, a.generation, a.entry_timeout, a.attr_timeout, attr_fields(a))
+    return protocol.entry_out_of(
+        a.st_ino, a.generation, a.entry_timeout, a.attr_timeout, a.st_ino if a.shown_ino is None else a.shown_ino,
+        a.st_size, a.st_blocks, a.st_atime_ns, a.st_mtime_ns, a.st_ctime_ns, a.st_mode, a.st_nlink, a.st_uid,
+        a.st_gid, a.st_rdev, a.st_blksize,
+    )
 
 
 _DOT_ENTRY = protocol.entry_out(0, 0, 0, 0, protocol.NO_ATTR)

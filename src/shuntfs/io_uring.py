@@ -35,12 +35,14 @@ _OFF_CQ_RING = 0x8000000
 _OFF_SQES = 0x10000000
 
 SQE_SIZE = 128
+_ZEROS16 = bytes(16)
 CQE = struct.Struct("<QiI")  # user_data res flags
 
 # io_uring_params: 10 u32, then sq_off (7 u32 + resv u32 + u64) and cq_off (same shape).
 _PARAMS = struct.Struct("<IIIIII I 3I IIIIIIIIQ IIIIIIIIQ")
-# The head of a uring-command SQE: opcode flags ioprio fd cmd_op pad addr len uring_cmd_flags user_data.
-_SQE_HEAD = struct.Struct("<BBHiIIQIIQ")
+# The head of a uring-command SQE: opcode flags ioprio fd cmd_op pad addr len uring_cmd_flags user_data, then zeros
+# (buf_index, personality, file_index, addr3's first half) up to the 80-byte command area at 48.
+_SQE_HEAD = struct.Struct("<BBHiIIQIIQ8x")
 
 _libc = libc
 _syscall = _libc.syscall
@@ -126,7 +128,6 @@ class Ring:
         off = self._slot()
         sqes = self.sqes
         _SQE_HEAD.pack_into(sqes, off, OP_URING_CMD, 0, 0, fd, cmd_op, 0, addr, length, 0, user_data)
-        sqes[off + 40 : off + 48] = bytes(8)
         sqes[off + 48 : off + 48 + len(cmd)] = cmd
         self._queued()
 
@@ -135,7 +136,7 @@ class Ring:
         off = self._slot()
         sqes = self.sqes
         _SQE_HEAD.pack_into(sqes, off, OP_READ, 0, 0, fd, 0, 0, addr, length, 0, user_data)
-        sqes[off + 40 : off + 64] = bytes(24)
+        sqes[off + 48 : off + 64] = _ZEROS16
         self._queued()
 
     def _slot(self) -> int:

@@ -131,18 +131,26 @@ _STATX_BUFFER = 256  # struct statx
 _STATX_BASIC_STATS = 0x7FF
 _HANDLE_HEAD = struct.Struct("Ii")  # struct file_handle: handle_bytes, handle_type
 _libc.name_to_handle_at.argtypes = [
-    ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
+    ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.c_int,
 ]
 _libc.open_by_handle_at.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
 
 
-def _name_to_handle(fd: int) -> tuple[bytes, int]:
-    """The file handle of the inode ``fd`` refers to, and its mount id."""
-    buf = ctypes.create_string_buffer(_HANDLE_HEAD.pack(_MAX_HANDLE_SZ, 0), _HANDLE_HEAD.size + _MAX_HANDLE_SZ)
-    mount_id = ctypes.c_int()
-    _check(_libc.name_to_handle_at(fd, b"", buf, ctypes.byref(mount_id), AT_EMPTY_PATH))
-    size = _HANDLE_HEAD.unpack_from(buf.raw)[0]
-    return buf.raw[: _HANDLE_HEAD.size + size], mount_id.value
+class _HandleReader:
+    """name_to_handle_at into buffers made once: it runs for every inode the kernel forgets. Not thread-safe: each
+    InodeTable uses its own under its lock."""
+
+    def __init__(self) -> None:
+        self._buf = ctypes.create_string_buffer(_HANDLE_HEAD.size + _MAX_HANDLE_SZ)
+        self._view = memoryview(self._buf).cast("B")
+        self._mount_id = ctypes.c_int()
+
+    def __call__(self, fd: int) -> tuple[bytes, int]:
+        """The file handle of the inode ``fd`` refers to, and its mount id."""
+        view = self._view
+        _HANDLE_HEAD.pack_into(view, 0, _MAX_HANDLE_SZ, 0)
+        _check(_libc.name_to_handle_at(fd, b"", self._buf, self._mount_id, AT_EMPTY_PATH))
+        return view[: _HANDLE_HEAD.size + _HANDLE_HEAD.unpack_from(view)[0]].tobytes(), self._mount_id.value
 
 
 def _open_by_handle(mount_fd: int, handle: bytes) -> int:
@@ -177,6 +185,7 @@ class InodeTable:
 
     def __init__(self, root_fd: int, root_st: os.stat_result, max_fds: int | None = None, forgotten: int = 0) -> None:
         self._lock = threading.Lock()
+        self._handle_of = _HandleReader()  # under the lock
         root = Inode(ROOT_INODE, root_fd, _key(root_st), 1)
         self.root = root
         self._by_id: dict[int, Inode] = {ROOT_INODE: root}
@@ -194,7 +203,7 @@ class InodeTable:
     def _probe_handles(self, root_fd: int) -> bool:
         mount_fd = -1
         try:
-            handle, mount_id = _name_to_handle(root_fd)
+            handle, mount_id = self._handle_of(root_fd)
             mount_fd = _mount_fd(root_fd)
             os.close(_open_by_handle(mount_fd, handle))
         except OSError as e:
@@ -213,6 +222,12 @@ class InodeTable:
     def forgotten(self) -> int:
         return len(self._forgotten)
 
+    def fd_of(self, nodeid: int) -> int:
+        """The O_PATH fd of a known inode that keeps one; -1 for one kept as a handle, or not known (then
+        :meth:`borrow` lends an fd, or says ESTALE). The common case of a call on an inode, without a context."""
+        inode = self._by_id.get(nodeid)
+        return -1 if inode is None else inode.fd
+
     def borrow(self, nodeid: int) -> Inode | _LentFd:
         """``with table.borrow(nodeid) as fd``: the inode's O_PATH fd for the length of one call."""
         inode = self._by_id.get(nodeid)
@@ -229,7 +244,7 @@ class InodeTable:
         key = _key(st)
         with self._lock:
             inode = self._by_key.get(key)
-            if inode is not None and (inode.fd >= 0 or self._handle_alive(inode)):
+            if inode is not None and (inode.fd >= 0 or self._same_file(inode, fd)):
                 if not inode.nlookup:  # forgotten by the kernel; it knows the node id again
                     del self._forgotten[inode.nodeid]
                     if self.pinned < self.max_fds:
@@ -256,19 +271,18 @@ class InodeTable:
             os.close(fd)
         return inode
 
-    def _handle_alive(self, inode: Inode) -> bool:
-        """Whether the file behind a handle-kept inode still exists (the handle carries its generation, so a
-        reused number does not match)."""
+    def _same_file(self, inode: Inode, fd: int) -> bool:
+        """Whether ``fd`` refers to the file a handle-kept inode stands for (under the lock). The handle carries the
+        inode's generation, so a file that was given a deleted one's number does not match."""
         try:
-            os.close(_open_by_handle(self._mount_fds[inode.mount], inode.handle))
+            return self._handle_of(fd)[0] == inode.handle
         except OSError:
             return False
-        return True
 
     def _to_handle(self, inode: Inode) -> bool:
         """Trade the inode's fd for its file handle (under the lock); False if it has none."""
         try:
-            inode.handle, inode.mount = _name_to_handle(inode.fd)
+            inode.handle, inode.mount = self._handle_of(inode.fd)
         except OSError:
             return False
         if inode.mount not in self._mount_fds:
@@ -664,6 +678,14 @@ class Mirror(Operations):
                 return _AsCaller(caller, chain)
         return caller
 
+    def _own_fd(self, nodeid: int, ctx: RequestContext) -> int:
+        """The inode's fd when a call on it needs nothing set up and undone around it: the inode keeps its fd and
+        the daemon acts as itself for this caller (root, or ``as_caller`` off). Else -1: borrow the fd and act as
+        the caller. The hot handlers take this way first; with-blocks cost more than their syscalls' setup."""
+        if ctx.uid and self.as_caller:
+            return -1
+        return self.inodes.fd_of(nodeid)
+
     def _reserve(self, ctx: RequestContext) -> _Reservation | contextlib.nullcontext:
         """``with self._reserve(ctx):`` around an open: one more open file or directory for the caller, or EMFILE
         past ``user_files``; given back if the body fails."""
@@ -709,10 +731,13 @@ class Mirror(Operations):
         if name == b"." or name == b"..":
             return self._lookup_by_handle(parent, name == b"..")
         try:
-            with self.inodes.borrow(parent) as pfd:
-                with self._caller(ctx):  # the source checks the caller's search permission on the directory
-                    fd = os.open(name, O_PATH_FLAGS, dir_fd=pfd)
-                return self._remember(fd, parent)
+            pfd = self._own_fd(parent, ctx)
+            if pfd >= 0:
+                fd = os.open(name, O_PATH_FLAGS, dir_fd=pfd)
+            else:
+                with self.inodes.borrow(parent) as pfd, self._caller(ctx):
+                    fd = os.open(name, O_PATH_FLAGS, dir_fd=pfd)  # the source checks the caller's search permission
+            return self._remember(fd, parent)
         except FileNotFoundError:
             if self.negative_timeout:
                 return EntryAttributes(st_ino=0, entry_timeout=self.negative_timeout, attr_timeout=0)
@@ -744,6 +769,9 @@ class Mirror(Operations):
     def getattr(self, inode: int, fh: int | None, ctx: RequestContext) -> EntryAttributes:
         if fh is not None:
             return self._attrs(inode, os.fstat(self._fd(fh)))
+        fd = self.inodes.fd_of(inode)
+        if fd >= 0:
+            return self._attrs(inode, os.fstat(fd))
         with self.inodes.borrow(inode) as fd:
             return self._attrs(inode, os.fstat(fd))
 
@@ -802,6 +830,9 @@ class Mirror(Operations):
         return ((inode, os.O_WRONLY) in shares or (inode, os.O_RDWR) in shares) and may_access(fd, os.W_OK)
 
     def readlink(self, inode: int, ctx: RequestContext) -> bytes:
+        fd = self.inodes.fd_of(inode)
+        if fd >= 0:
+            return os.readlink(b"", dir_fd=fd)
         with self.inodes.borrow(inode) as fd:
             return os.readlink(b"", dir_fd=fd)
 
@@ -1052,19 +1083,16 @@ class Mirror(Operations):
             os.setxattr(_proc(fd), name, value, flags)
 
     def getxattr(self, inode: int, name: bytes, ctx: RequestContext) -> bytes:
+        fd = self._own_fd(inode, ctx)
+        if fd >= 0:
+            return _getxattr(fd, name)
         with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, True):
-            if not name.startswith(b"system.posix_acl_"):
-                return os.getxattr(_proc(fd), name)
-            try:
-                return os.getxattr(_proc(fd), name)
-            except OSError as e:
-                # With POSIX_ACL the kernel asks for ACLs on its own; "no ACL" is ENODATA to it, any other error
-                # fails the permission check that asked.
-                if e.errno == errno.EOPNOTSUPP:
-                    raise FUSEError(errno.ENODATA) from None
-                raise
+            return _getxattr(fd, name)
 
     def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
+        fd = self._own_fd(inode, ctx)
+        if fd >= 0:
+            return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
         with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
             return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
 
@@ -1088,6 +1116,19 @@ class Mirror(Operations):
             self._shares.clear()
             self._opens.clear()
         self.inodes.close()
+
+
+def _getxattr(fd: int, name: bytes) -> bytes:
+    if not name.startswith(b"system.posix_acl_"):
+        return os.getxattr(_proc(fd), name)
+    try:
+        return os.getxattr(_proc(fd), name)
+    except OSError as e:
+        # With POSIX_ACL the kernel asks for ACLs on its own; "no ACL" is ENODATA to it, any other error fails the
+        # permission check that asked.
+        if e.errno == errno.EOPNOTSUPP:
+            raise FUSEError(errno.ENODATA) from None
+        raise
 
 
 def _open_noatime(path: str | bytes, how: int, mode: int = 0, dir_fd: int | None = None) -> int:

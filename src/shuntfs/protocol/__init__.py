@@ -13,6 +13,7 @@ from .replies import (
     attr_out,
     copy_file_range_out,
     entry_out,
+    entry_out_of,
     ioctl_out,
     lseek_out,
     notify_delete,
@@ -70,8 +71,8 @@ from .ring import RING_PAYLOAD, ring_reply, ring_request
 
 __all__ = [
     "BASE_FLAGS", "InitConfig", "Negotiated", "negotiate", "wanted_flags", "NO_REPLY", "OPCODES", "OpcodeInfo",
-    "decode", "peek_header", "NO_ATTR", "attr_fields", "attr_out", "copy_file_range_out", "entry_out", "lseek_out",
-    "notify_delete", "notify_inval_entry", "notify_inval_inode", "notify_store", "open_out", "pack_dirent",
+    "decode", "peek_header", "NO_ATTR", "attr_fields", "attr_out", "copy_file_range_out", "entry_out", "entry_out_of",
+    "lseek_out", "notify_delete", "notify_inval_entry", "notify_inval_inode", "notify_store", "open_out", "pack_dirent",
     "ioctl_out", "pack_direntplus",
     "reply_bytes", "reply_empty", "reply_error", "reply_header", "statfs_out", "statx_out",
     "write_out", "xattr_size_out", "NOW", "Access", "BatchForget", "CopyFileRange", "Create", "Empty", "Fallocate",

@@ -29,11 +29,24 @@ def reply_header(unique: int, payload_len: int) -> bytes:
     return _pack_out(_OUT + payload_len, 0, unique)
 
 
-def _split_timeout(seconds: float) -> tuple[int, int]:
+def _split(seconds: float) -> tuple[int, int]:
     if seconds <= 0:
         return 0, 0
     whole = int(seconds)
     return whole, int((seconds - whole) * 1e9)
+
+
+_SPLIT: dict[float, tuple[int, int]] = {}
+
+
+def _split_timeout(seconds: float) -> tuple[int, int]:
+    # A filesystem answers with a handful of timeouts, each split once (every entry and attribute reply has two).
+    split = _SPLIT.get(seconds)
+    if split is None:
+        split = _split(seconds)
+        if len(_SPLIT) < 64:
+            _SPLIT[seconds] = split
+    return split
 
 
 def attr_fields(
@@ -63,6 +76,23 @@ def entry_out(nodeid: int, generation: int, entry_timeout: float, attr_timeout: 
     es, ens = _split_timeout(entry_timeout)
     as_, ans = _split_timeout(attr_timeout)
     return _pack_entry(nodeid, generation, es, as_, ens, ans, *attr)
+
+
+def entry_out_of(
+    nodeid: int, generation: int, entry_timeout: float, attr_timeout: float, ino: int, size: int, blocks: int,
+    atime_ns: int, mtime_ns: int, ctime_ns: int, mode: int, nlink: int, uid: int, gid: int, rdev: int, blksize: int,
+) -> bytes:
+    """entry_out(nodeid, generation, entry_timeout, attr_timeout, attr_fields(...)) in one pack: the lookup and
+    listing path, where it runs once per name."""
+    es, ens = _split_timeout(entry_timeout)
+    as_, ans = _split_timeout(attr_timeout)
+    asec, ansec = divmod(atime_ns, 1_000_000_000)
+    msec, mnsec = divmod(mtime_ns, 1_000_000_000)
+    csec, cnsec = divmod(ctime_ns, 1_000_000_000)
+    return _pack_entry(
+        nodeid, generation, es, as_, ens, ans, ino, size, blocks, asec & _U64, msec & _U64, csec & _U64, ansec, mnsec,
+        cnsec, mode, nlink, uid, gid, rdev & 0xFFFFFFFF, blksize, 0,
+    )
 
 
 def attr_out(attr_timeout: float, attr: tuple) -> bytes:

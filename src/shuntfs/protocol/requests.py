@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any, Callable, NamedTuple
 
@@ -256,9 +257,17 @@ def _need(body: memoryview, size: int) -> None:
         raise ProtocolError(f"argument is {len(body)} bytes, need {size}")
 
 
+def _maker(kind: Any, layout: struct.Struct, extra: int = 0) -> Callable[[tuple], Any]:
+    # tuple.__new__ builds the named tuple without _make's Python-level call and length check: the count is checked
+    # once here instead, against what the struct unpacks
+    if len(kind._fields) != len(layout.unpack(bytes(layout.size))) + extra:
+        raise ValueError(f"{kind.__name__} does not have the fields of its struct")
+    return functools.partial(tuple.__new__, kind)
+
+
 def fixed(kind: Any, layout: struct.Struct) -> Decoder:
     """The decoder of an argument that is one struct, its fields in ``kind``'s order."""
-    size, unpack, make = layout.size, layout.unpack_from, kind._make
+    size, unpack, make = layout.size, layout.unpack_from, _maker(kind, layout)
 
     def decode(body: memoryview) -> Any:
         if len(body) < size:
@@ -270,7 +279,7 @@ def fixed(kind: Any, layout: struct.Struct) -> Decoder:
 
 def fixed_then_name(kind: Any, layout: struct.Struct) -> Decoder:
     """The decoder of a struct followed by one NUL-terminated name (``kind``'s last field)."""
-    size, unpack, make = layout.size, layout.unpack_from, kind._make
+    size, unpack, make = layout.size, layout.unpack_from, _maker(kind, layout, 1)
 
     def decode(body: memoryview) -> Any:
         if len(body) < size:
