@@ -125,11 +125,16 @@ class Ring:
 
     def put_uring_cmd(self, fd: int, cmd_op: int, addr: int, length: int, user_data: int, cmd: bytes) -> None:
         """Queue one IORING_OP_URING_CMD; ``cmd`` fills the 80-byte command area. Submitted by the next enter()."""
-        off = self._slot()
+        # _slot() and _queued() written out: this runs once per request
+        if self._tail - self._sq_head.value >= self.sq_entries:
+            self.enter(0)
+        off = (self._tail & self._sq_mask) * SQE_SIZE
         sqes = self.sqes
         _SQE_HEAD.pack_into(sqes, off, OP_URING_CMD, 0, 0, fd, cmd_op, 0, addr, length, 0, user_data)
         sqes[off + 48 : off + 48 + len(cmd)] = cmd
-        self._queued()
+        self._tail += 1
+        self._pending += 1
+        self._sq_tail.value = self._tail & 0xFFFFFFFF
 
     def put_read(self, fd: int, addr: int, length: int, user_data: int) -> None:
         """Queue one IORING_OP_READ of ``length`` bytes at ``addr`` (offset 0; for eventfds and the like)."""

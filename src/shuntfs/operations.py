@@ -42,11 +42,12 @@ class FUSEError(Exception):
     """Raise from a handler to answer the request with ``errno``."""
 
     def __init__(self, errno: int, message: str | None = None) -> None:
-        super().__init__(errno, message or os.strerror(errno))
+        # Handlers raise this on the hot path (ENOENT, ENODATA): the message is looked up only when printed.
         self.errno = errno
+        self.message = message
 
     def __str__(self) -> str:
-        return f"[Errno {self.errno}] {os.strerror(self.errno)}"
+        return f"[Errno {self.errno}] {self.message or os.strerror(self.errno)}"
 
 
 class WouldBlock(Exception):

@@ -93,7 +93,6 @@ OPCODES: list[OpcodeInfo] = [
 ]
 for _entry in _KNOWN:
     OPCODES[_entry.opcode] = _entry
-_UNKNOWN = OPCODES[0]
 
 #: Requests the kernel expects no reply to.
 NO_REPLY = frozenset(info.opcode for info in OPCODES if not info.replies)
@@ -101,6 +100,8 @@ NO_REPLY = frozenset(info.opcode for info in OPCODES if not info.replies)
 _unpack_header = abi.IN_HEADER.unpack_from
 _HEADER_SIZE = abi.IN_HEADER.size
 _MAX = abi.MAX_OPCODE
+#: each opcode's argument decoder, by opcode number (the table's, without a record lookup per request)
+_DECODERS = [info.decode for info in OPCODES]
 
 
 def decode(buf: bytes | bytearray | memoryview) -> Request:
@@ -109,18 +110,18 @@ def decode(buf: bytes | bytearray | memoryview) -> Request:
     Raises ProtocolError for bytes that do not form a request. The returned request may reference ``buf``
     (WRITE data is a memoryview into it), so the buffer must outlive the request.
     """
-    view = buf if isinstance(buf, memoryview) else memoryview(buf)
-    if len(view) < _HEADER_SIZE:
-        raise ProtocolError(f"request of {len(view)} bytes is shorter than the header")
+    view = buf if type(buf) is memoryview else memoryview(buf)
+    size = len(view)
+    if size < _HEADER_SIZE:
+        raise ProtocolError(f"request of {size} bytes is shorter than the header")
     length, opcode, unique, nodeid, uid, gid, pid, extlen, _pad = _unpack_header(view)
-    if length != len(view):
-        raise ProtocolError(f"header says {length} bytes, read returned {len(view)}")
+    if length != size:
+        raise ProtocolError(f"header says {length} bytes, read returned {size}")
     end = length - extlen * 8
     if end < _HEADER_SIZE:
         raise ProtocolError("extension area overlaps the header")
-    info = OPCODES[opcode] if opcode <= _MAX else _UNKNOWN
     try:
-        arg = info.decode(view[_HEADER_SIZE:end])
+        arg = _DECODERS[opcode if opcode <= _MAX else 0](view[_HEADER_SIZE:end])
     except (struct.error, ValueError) as e:
         raise ProtocolError(f"opcode {opcode}: {e}") from None
     return Request(opcode, unique, nodeid, uid, gid, pid, arg)

@@ -14,18 +14,19 @@ _U32 = abi.U32
 _IN_LEN = 0
 _HEADER_SIZE = abi.IN_HEADER.size
 _OUT = abi.OUT_HEADER.size
+_OP_IN, _OP_IN_MAX, _PAYLOAD_SZ = abi.URING_OP_IN, abi.URING_OP_IN_MAX, abi.URING_PAYLOAD_SZ
 
 
 def ring_request(view: memoryview) -> memoryview:
     """The request in a ring entry, as one message ``decode`` takes (a view into the entry buffer)."""
     length = _U32.unpack_from(view, _IN_LEN)[0]
-    payload = _U32.unpack_from(view, abi.URING_PAYLOAD_SZ)[0]
+    payload = _U32.unpack_from(view, _PAYLOAD_SZ)[0]
     first = length - _HEADER_SIZE - payload
-    if not 0 <= first <= abi.URING_OP_IN_MAX or RING_PAYLOAD + payload > len(view):
+    if not 0 <= first <= _OP_IN_MAX or RING_PAYLOAD + payload > len(view):
         raise ProtocolError(f"ring entry: length {length} with payload {payload}")
     start = RING_PAYLOAD - _HEADER_SIZE - first
     view[start : start + _HEADER_SIZE] = view[:_HEADER_SIZE]
-    view[RING_PAYLOAD - first : RING_PAYLOAD] = view[abi.URING_OP_IN : abi.URING_OP_IN + first]
+    view[RING_PAYLOAD - first : RING_PAYLOAD] = view[_OP_IN : _OP_IN + first]
     return view[start : RING_PAYLOAD + payload]
 
 
@@ -44,8 +45,10 @@ def ring_reply(view: memoryview, reply: bytes | list) -> None:
         size = pos - RING_PAYLOAD
     else:
         size = len(reply) - _OUT
-        view[:_OUT] = reply[:_OUT]
-        view[RING_PAYLOAD : RING_PAYLOAD + size] = reply[_OUT:]
-    _U32.pack_into(view, abi.URING_PAYLOAD_SZ, size)
-
-
+        if size:
+            whole = memoryview(reply)
+            view[:_OUT] = whole[:_OUT]
+            view[RING_PAYLOAD : RING_PAYLOAD + size] = whole[_OUT:]
+        else:  # an error or an empty reply: the header alone
+            view[:_OUT] = reply
+    _U32.pack_into(view, _PAYLOAD_SZ, size)
