@@ -779,6 +779,11 @@ class Mirror(Operations):
         self, inode: int, attr: EntryAttributes, fields: SetattrFields, fh: int | None, ctx: RequestContext
     ) -> EntryAttributes:
         file_fd = None if fh is None else self._fd(fh)
+        fd = self._own_fd(inode, ctx)
+        if fd >= 0:
+            if self._setattr(inode, fd, attr, fields, file_fd):
+                clear_setid_bits(fd, ctx.gid, ctx.pid, ctx.uid)
+            return self._attrs(inode, os.fstat(fd if file_fd is None else file_fd))
         with self.inodes.borrow(inode) as fd:
             with self._caller(ctx, inode):
                 kill = self._setattr(inode, fd, attr, fields, file_fd)
@@ -882,6 +887,10 @@ class Mirror(Operations):
             return self._lookup_fd(pfd, new_parent, new_name)
 
     def unlink(self, parent: int, name: bytes, ctx: RequestContext) -> None:
+        pfd = self._own_fd(parent, ctx)
+        if pfd >= 0:
+            os.unlink(name, dir_fd=pfd)
+            return
         with self.inodes.borrow(parent) as pfd, self._caller(ctx):
             os.unlink(name, dir_fd=pfd)
 
