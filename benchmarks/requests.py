@@ -17,22 +17,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from shuntfs.control_client import query
 from shuntfs.mount import find_mount
 
 from .workloads import WORKLOADS, Params, drop_dentries, prepare
-
-#: how many entries each metadata workload goes through (the unit of its rate)
-ENTRIES: dict[str, Callable[[Params], int]] = {
-    "create+stat+unlink": lambda p: p.files,
-    "ls -l of 10k-entry dir": lambda p: p.files,
-    "find -ls of stdlib copy": lambda p: p.stdlib_entries,
-    "tar -x of stdlib": lambda p: p.tar_members,
-    "git status": lambda p: p.repo_entries,
-}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -49,6 +39,8 @@ def measure(mnt: Path, params: Params) -> list[tuple[str, int, float, float, dic
         if w.kind != "metadata":
             continue
         drop_dentries()
+        if w.warm_up:
+            w.run(mnt, params, "passthrough-0-warm-up")
         before, cpu = query(str(mnt))["requests"], _cpu_seconds(pid)
         started = time.perf_counter()
         w.run(mnt, params, "passthrough-0")
@@ -56,7 +48,7 @@ def measure(mnt: Path, params: Params) -> list[tuple[str, int, float, float, dic
         time.sleep(0.2)  # the FORGETs and RELEASEs that follow the last call
         after = query(str(mnt))["requests"]
         requests = {op: n - before.get(op, 0) for op, n in after.items() if n - before.get(op, 0)}
-        rows.append((w.name, ENTRIES[w.name](params), wall, _cpu_seconds(pid) - cpu, requests))
+        rows.append((w.name, w.entries(params), wall, _cpu_seconds(pid) - cpu, requests))
     return rows
 
 
@@ -65,8 +57,8 @@ def report(rows: list[tuple[str, int, float, float, dict[str, int]]]) -> str:
     for name, entries, wall, cpu, requests in rows:
         total = sum(requests.values())
         top = sorted(requests.items(), key=lambda kv: -kv[1])
-        detail = ", ".join(f"{op} {n / entries:.2f}" for op, n in top if n / entries >= 0.005)
-        lines.append(f"{name:26} {entries:>8,} {total / entries:>9.2f} {wall / entries * 1e6:>9.1f} "
+        detail = ", ".join(f"{op} {n / entries:.3f}" for op, n in top if n / entries >= 0.0005)
+        lines.append(f"{name:26} {entries:>8,} {total / entries:>9.3f} {wall / entries * 1e6:>9.1f} "
                      f"{cpu / max(total, 1) * 1e6:>10.1f}  {detail}")
     return "\n".join(lines)
 

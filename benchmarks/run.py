@@ -83,6 +83,8 @@ def measure(targets: list[Target], params: Params, repeat: int, only: list[str] 
                 if w.cold_dentries:
                     drop_dentries()
                 try:
+                    if w.warm_up:
+                        w.run(t.root, params, f"{t.name}-{i}-warm-up")
                     runs[t.name].append(w.run(t.root, params, f"{t.name}-{i}"))
                 except (BenchmarkError, OSError) as e:
                     errors[t.name] = str(e)

@@ -23,6 +23,7 @@ import resource
 import stat
 import struct
 import threading
+import time
 from typing import Iterator, Sequence
 
 from . import credentials
@@ -93,7 +94,7 @@ class Inode:
 
     Used as a context manager it lends its fd (see :meth:`InodeTable.borrow`)."""
 
-    __slots__ = ("nodeid", "fd", "key", "nlookup", "handle", "mount", "parent")
+    __slots__ = ("nodeid", "fd", "key", "nlookup", "handle", "mount", "parent", "fresh")
 
     def __init__(self, nodeid: int, fd: int, key: int, nlookup: int, parent: int = 0) -> None:
         self.nodeid = nodeid
@@ -103,6 +104,8 @@ class Inode:
         self.handle = b""
         self.mount = 0
         self.parent = parent
+        #: until when (time.monotonic) the kernel may use the entry and attributes last given for it
+        self.fresh = 0.0
 
     def __enter__(self) -> int:
         return self.fd
@@ -227,6 +230,19 @@ class InodeTable:
         :meth:`borrow` lends an fd, or says ESTALE). The common case of a call on an inode, without a context."""
         inode = self._by_id.get(nodeid)
         return -1 if inode is None else inode.fd
+
+    def fresh(self, dev: int, ino: int, now: float) -> bool:
+        """Whether the kernel holds the source inode ``(dev, ino)`` with an entry and attributes that a reply gave
+        it less than their timeouts before ``now``."""
+        inode = self._by_key.get((dev << 64) | ino)
+        return inode is not None and inode.fresh > now and inode.nlookup > 0
+
+    def dev_of(self, nodeid: int) -> int:
+        """The source device of a known inode (ESTALE if not known)."""
+        inode = self._by_id.get(nodeid)
+        if inode is None:
+            raise FUSEError(errno.ESTALE)
+        return inode.key >> 64
 
     def borrow(self, nodeid: int) -> Inode | _LentFd:
         """``with table.borrow(nodeid) as fd``: the inode's O_PATH fd for the length of one call."""
@@ -488,11 +504,12 @@ class _DirHandle:
     (the last getdents64, which the next READDIR usually continues), however large the directory and however many
     handles are open on it."""
 
-    __slots__ = ("fd", "root_ino", "lock", "batch", "resume")
+    __slots__ = ("fd", "root_ino", "dev", "lock", "batch", "resume")
 
-    def __init__(self, fd: int, root_ino: int) -> None:
+    def __init__(self, fd: int, root_ino: int, dev: int) -> None:
         self.fd = fd
         self.root_ino = root_ino  # the root's inode number, which its ".." shows (0 for other directories)
+        self.dev = dev  # the directory's source device, which its entries' inode numbers are of
         self.lock = threading.Lock()
         self.batch: list[DirEntry] = []  # the entries of the last getdents64
         self.resume: dict[int, int] = {}  # cookie -> index in batch of the entry that follows it
@@ -720,6 +737,9 @@ class Mirror(Operations):
             os.close(fd)
             raise
         inode = self.inodes.remember(fd, st, parent)
+        fresh_for = min(self.entry_timeout, self.attr_timeout)
+        if fresh_for > 0:
+            inode.fresh = time.monotonic() + fresh_for
         return self._attrs(inode.nodeid, st)
 
     def _lookup_fd(self, pfd: int, parent: int, name: bytes) -> EntryAttributes:
@@ -1021,6 +1041,7 @@ class Mirror(Operations):
 
     # ---- directories
     def opendir(self, inode: int, ctx: RequestContext) -> int:
+        dev = self.inodes.dev_of(inode)
         with self._reserve(ctx), self.inodes.borrow(inode) as path_fd, self._caller(ctx, inode):
             # Through /proc, not as "." below the fd: resolving "." would need search permission on the
             # directory itself, where opendir(3) needs only read permission.
@@ -1030,13 +1051,17 @@ class Mirror(Operations):
         if ctx.uid:
             self._holder[fd] = ctx.uid
         root_ino = os.fstat(fd).st_ino if inode == ROOT_INODE else 0
-        self._dirs[fd] = _DirHandle(fd, root_ino)
+        self._dirs[fd] = _DirHandle(fd, root_ino, dev)
         return fd
 
     def readdir(self, fh: int, offset: int, ctx: RequestContext) -> Iterator[DirEntry]:
         handle = self._dirs.get(fh)
         if handle is None:
             raise FUSEError(errno.EBADF)
+        # A name whose inode the kernel holds fresh from an earlier reply goes without attributes (plus=False): in a
+        # READDIRPLUS the lookup would only give the kernel what it has, at the cost of one per name.
+        fresh = self.inodes.fresh if min(self.entry_timeout, self.attr_timeout) > 0 else None
+        now, dev, new = time.monotonic(), handle.dev, tuple.__new__
         while True:
             # The kernel takes what fits in its buffer and asks again from the last cookie it kept: usually one in
             # the batch read last time, else the batch is read anew from that cookie (always at 0: a rewind must
@@ -1059,7 +1084,10 @@ class Mirror(Operations):
                     index = 0
             for entry in batch[index:] if index else batch:
                 offset = entry.next_offset
-                yield entry
+                if fresh is not None and fresh(dev, entry[1], now):
+                    yield new(DirEntry, (entry[0], entry[1], entry[2], offset, False))
+                else:
+                    yield entry
 
     def releasedir(self, fh: int) -> None:
         handle = self._dirs.pop(fh, None)

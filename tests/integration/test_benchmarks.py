@@ -102,7 +102,7 @@ def test_requests_map_counts_every_metadata_workload(tmp_path):
     assert set(rows) == {w.name for w in WORKLOADS if w.kind == "metadata"}, done.stdout
     for name, cells in rows.items():
         assert int(cells[0].replace(",", "")) > 0 and float(cells[1]) > 0, (name, cells)
-    assert "READDIRPLUS" in " ".join(rows["ls -l of 10k-entry dir"]) and "CREATE 1.00" in " ".join(
+    assert "READDIRPLUS" in " ".join(rows["ls -l of 10k-entry dir"]) and "CREATE 1.000" in " ".join(
         rows["create+stat+unlink"])
     assert wait_for(lambda: str(tmp_path) not in Path("/proc/mounts").read_text())
     assert list(tmp_path.iterdir()) == [], "scratch tree left behind"

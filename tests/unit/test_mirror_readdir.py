@@ -50,3 +50,41 @@ def test_listing_resumes_at_any_cookie_and_holds_no_copy(tmp_path):
         ops.releasedir(fh)
     finally:
         ops.destroy()
+
+
+def _plus(ops: Mirror) -> dict[bytes, bool]:
+    fh = ops.opendir(ROOT_INODE, ROOT)
+    try:
+        return {e.name: e.plus for e in ops.readdir(fh, 0, ROOT) if e.name not in (b".", b"..")}
+    finally:
+        ops.releasedir(fh)
+
+
+def test_names_the_kernel_holds_fresh_are_listed_without_a_lookup(tmp_path, monkeypatch):
+    """A READDIRPLUS gives the kernel nothing new for a name it looked up less than the timeouts ago: such names
+    come with plus=False (no lookup, no lookup count). Unknown, forgotten and expired names are looked up."""
+    for name in ("a", "b", "c"):
+        (tmp_path / name).touch()
+    clock = [1000.0]
+    monkeypatch.setattr("shuntfs.mirror.time.monotonic", lambda: clock[0])
+    ops = Mirror(str(tmp_path))  # cache=auto: 1 s
+    try:
+        assert _plus(ops) == {b"a": True, b"b": True, b"c": True}
+        a = ops.lookup(ROOT_INODE, b"a", ROOT)
+        b = ops.lookup(ROOT_INODE, b"b", ROOT)
+        assert _plus(ops) == {b"a": False, b"b": False, b"c": True}
+        ops.forget([(b.st_ino, 1)])  # the kernel dropped it: it needs the attributes again
+        assert _plus(ops) == {b"a": False, b"b": True, b"c": True}
+        clock[0] += 1.0  # the kernel's copy has expired
+        assert _plus(ops) == {b"a": True, b"b": True, b"c": True}
+        ops.lookup(ROOT_INODE, b"a", ROOT)
+        assert _plus(ops)[b"a"] is False
+        assert a.st_ino == ops.lookup(ROOT_INODE, b"a", ROOT).st_ino
+    finally:
+        ops.destroy()
+    none = Mirror(str(tmp_path), cache="none")  # nothing is cached: every listing looks names up
+    try:
+        none.lookup(ROOT_INODE, b"a", ROOT)
+        assert _plus(none) == {b"a": True, b"b": True, b"c": True}
+    finally:
+        none.destroy()
