@@ -20,6 +20,7 @@ import itertools
 import os
 import stat
 import threading
+import time
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .operations import (
@@ -255,7 +256,7 @@ def _statvfs(value: Any) -> StatvfsData:
 
 
 class _Node:
-    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino", "cached", "last")
+    __slots__ = ("nodeid", "parent", "name", "nlookup", "opens", "hidden", "ino", "cached", "last", "fresh")
 
     def __init__(self, nodeid: int, parent: int, name: str) -> None:
         self.nodeid = nodeid
@@ -267,6 +268,7 @@ class _Node:
         self.hidden = False  # unlinked while open: renamed to a hidden name until its last release
         self.cached: tuple[int, int] | None = None  # with auto_cache: (mtime, size) its cached data is of
         self.last: EntryAttributes | None = None  # its attributes when last asked: for when no path leads to it
+        self.fresh = 0.0  # until when (time.monotonic) the kernel may use the entry and attributes last given
 
 
 class _Dir:
@@ -341,6 +343,8 @@ class PathBridge(Operations):
 
     def _entry(self, parent: int, name: str, attrs: EntryAttributes) -> EntryAttributes:
         """Count a lookup of ``name`` in ``parent`` with these attributes; the node id goes into ``attrs``."""
+        fresh_for = min(self.entry_timeout, attrs.attr_timeout)
+        fresh = time.monotonic() + fresh_for if fresh_for > 0 else 0.0
         with self._lock:
             nodeid = self._names.get((parent, name))
             if nodeid is None and self.fs.use_ino and attrs.shown_ino:
@@ -357,6 +361,7 @@ class PathBridge(Operations):
             self._names[(parent, name)] = node.nodeid
             node.nlookup += 1
             node.last = attrs
+            node.fresh = fresh
         attrs.st_ino = node.nodeid
         if attrs.shown_ino is None:
             attrs.shown_ino = node.nodeid
@@ -728,10 +733,19 @@ class PathBridge(Operations):
             handle.entries = self._listing(handle)
         entries = handle.entries
         recent = self._recent
+        parent = handle.nodeid
+        # A name the kernel holds fresh from an earlier reply goes without attributes (plus=False): in a READDIRPLUS
+        # its lookup would only give the kernel what it has.
+        names = self._names if min(self.entry_timeout, self.attr_timeout) > 0 else None
+        nodes, now, new = self._nodes, time.monotonic(), tuple.__new__
         for index in range(offset, len(entries)):
             entry, name, attrs = entries[index]
             if attrs is not None:
-                recent.entry = (handle.nodeid, name, attrs)  # READDIRPLUS looks it up next: no getattr
+                node = nodes.get(names.get((parent, name), 0)) if names is not None else None
+                if node is not None and node.fresh > now and node.nlookup > 0:
+                    yield new(DirEntry, (entry[0], entry[1], entry[2], entry[3], False))
+                    continue
+                recent.entry = (parent, name, attrs)  # READDIRPLUS looks it up next: no getattr
             yield entry
 
     def _listing(self, handle: _Dir) -> list[tuple[DirEntry, str, Any]]:

@@ -56,3 +56,32 @@ def test_statfs_answers_fill_what_a_dict_leaves_out():
                                                                    given.f_namemax)
     bridge.fs = type("N", (PathOperations,), {"statfs": lambda self, path: None})()  # fusepy's default gives {}
     assert bridge.statfs(None).f_bsize == 512
+
+
+def test_a_listing_leaves_out_attributes_the_kernel_holds_fresh(monkeypatch):
+    class Flat(PathOperations):
+        def getattr(self, path, fh=None):
+            return {"st_mode": (stat.S_IFDIR | 0o755) if path == "/" else (stat.S_IFREG | 0o644)}
+
+        def readdir(self, path, fh):
+            return [(name, self.getattr("/" + name)) for name in ("a", "b")] + ["c"]
+
+    clock = [50.0]
+    monkeypatch.setattr("shuntfs.paths.time.monotonic", lambda: clock[0])
+    bridge = PathBridge(Flat())  # 1 s timeouts
+
+    def plus() -> dict[bytes, bool]:
+        fh = bridge.opendir(1, None)
+        try:
+            return {e.name: e.plus for e in bridge.readdir(fh, 0, None) if e.name not in (b".", b"..")}
+        finally:
+            bridge.releasedir(fh)
+
+    assert plus() == {b"a": True, b"b": True, b"c": False}  # "c" came without attributes
+    a = bridge.lookup(1, b"a", None)
+    assert plus() == {b"a": False, b"b": True, b"c": False}
+    clock[0] += 1.0
+    assert plus()[b"a"] is True  # the kernel's copy has expired
+    bridge.lookup(1, b"a", None)
+    bridge.forget([(a.st_ino, 2)])
+    assert plus()[b"a"] is True  # forgotten: the kernel needs it again
