@@ -91,6 +91,7 @@ def entry_bytes(a: EntryAttributes) -> bytes:
 
 
 _DOT_ENTRY = protocol.entry_out(0, 0, 0, 0, protocol.NO_ATTR)
+_CACHED_LISTING = OpenFlag.CACHE_DIR | OpenFlag.KEEP_CACHE  # see Operations.cache_listings
 _MAX_OPCODE = abi.MAX_OPCODE
 
 
@@ -446,7 +447,8 @@ class Dispatcher:
 
     # ---- directories
     def _opendir(self, req: Request) -> bytes:
-        return protocol.open_out(self.ops.opendir(req.nodeid, self._ctx(req)), 0)
+        fh = self.ops.opendir(req.nodeid, self._ctx(req))
+        return protocol.open_out(fh, _CACHED_LISTING if self.ops.cache_listings else 0)
 
     # Entries are read by index (a DirEntry is a tuple): cheaper per entry than attribute access, on the listing path.
     def _readdir(self, req: Request) -> bytearray:

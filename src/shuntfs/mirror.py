@@ -553,7 +553,9 @@ class Mirror(Operations):
     """Mirror ``source``. ``cache`` is none/auto/always.
 
     Public, and meant to be subclassed for a mirror with a twist (hide, filter, log, rewrite): override a handler,
-    call ``super()``, and use :meth:`path` to decide by name. Constructing it changes no process-wide state.
+    call ``super()``, and use :meth:`path` to decide by name. Constructing it changes no process-wide state. The
+    kernel keeps listings (``cache_listings``, on unless ``cache="none"``): a subclass whose listings depend on who
+    asks, or change while the directory's mtime stays, sets it False.
 
     ``as_caller`` makes a root daemon do every operation that the source checks with the caller's credentials
     (needed whenever users other than root reach the mount), so the source decides each one on the real inode.
@@ -639,6 +641,9 @@ class Mirror(Operations):
         self.entry_timeout = self.attr_timeout = timeout
         self.kernel_cache = cache == "always"
         self.cache_symlinks = cache != "none"
+        # The source's directories change their mtime with their entries (to the nanosecond where the kernel has
+        # multigrain timestamps, ext4 and tmpfs among them), so a listing the kernel keeps is checked by it.
+        self.cache_listings = cache != "none"
         self.as_caller = as_caller and credentials.AVAILABLE
         root_fd = os.open(self.source, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self.inodes = InodeTable(root_fd, os.fstat(root_fd), inode_fds, export_inodes)

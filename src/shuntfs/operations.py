@@ -200,7 +200,9 @@ class DirEntry(NamedTuple):
     """One directory entry: its name, the inode number programs see, its DT_* type and the cookie of the next one.
 
     ``plus=False``: in a READDIRPLUS, send the name without looking it up (no attributes, no lookup count), as
-    libfuse does for entries given without attributes; the kernel looks it up when a program asks."""
+    libfuse does for entries given without attributes; the kernel looks it up when a program asks. For a name whose
+    entry and attributes the kernel got less than their timeouts ago it saves a lookup that would tell the kernel
+    nothing new (the mirror and the path API do so)."""
 
     name: bytes
     ino: int
@@ -344,6 +346,12 @@ class Operations:
     #: (which it caches), as with ``default_permissions``, which it turns on; it then also refreshes a directory's
     #: attributes after each change in it, one GETATTR more per create or unlink.
     posix_acl: bool = False
+
+    #: True if the kernel may keep each directory's listing and answer later listings from it (FOPEN_CACHE_DIR and
+    #: FOPEN_KEEP_CACHE on every opendir). It drops the listing when a change goes through the mount, and when the
+    #: directory's mtime has changed the next time it fetches its attributes (after ``attr_timeout``): right for a
+    #: filesystem whose directories change their mtime with their entries and list the same to every caller.
+    cache_listings: bool = False
 
     #: True if create, mkdir, mknod and tmpfile apply ``ctx.umask`` themselves, except where the parent directory
     #: has a default ACL (which then decides the mode). The session negotiates FUSE_DONT_MASK: the kernel sends the

@@ -368,3 +368,45 @@ def test_default_acls_and_acl_modes(mounted, tmp_path):
         mode_only = subprocess.run(["stat", "-c", "%A", str(root / "plain")], capture_output=True, text=True)
         results.append(modes + [mode_only.stdout.strip()])
     assert results[1] == results[0] == ["-rw-rw-rw-", "drwxrwxrwx", "-rwxrwxrwx"]
+
+
+def test_the_kernel_keeps_listings_and_drops_them_when_the_directory_changes(mount_factory):
+    """cache=auto: a directory listed again within the timeouts costs the daemon an OPENDIR and no READDIR or lookup;
+    a name made through the mount shows at once, one made behind it once the kernel refetches the directory's
+    attributes (1 s) and sees its mtime moved. cache=none lists through the daemon every time."""
+    from .conftest import wait_for
+
+    m = mount_factory()
+    src, mnt = m.source, m.mnt
+    (src / "d").mkdir()
+    for i in range(300):
+        (src / "d" / f"n{i:03d}").touch()
+
+    def listing() -> set[str]:
+        names = set()
+        for entry in os.scandir(mnt / "d"):
+            entry.stat(follow_symlinks=False)
+            names.add(entry.name)
+        return names
+
+    assert len(listing()) == 300
+    before = m.requests()
+    assert len(listing()) == 300
+    after = m.requests()
+    asked = {op: n - before.get(op, 0) for op, n in after.items() if n != before.get(op, 0)}
+    assert asked["OPENDIR"] == 1 and not {"READDIR", "READDIRPLUS", "LOOKUP"} & set(asked), asked
+    (mnt / "d" / "through").touch()
+    assert "through" in listing()
+    (src / "d" / "behind").touch()
+    assert wait_for(lambda: "behind" in listing(), 3)
+    (src / "d" / "behind").unlink()
+    assert wait_for(lambda: "behind" not in listing(), 3)
+    m.stop()
+
+    none = mount_factory("cache=none")
+    listing()
+    before = none.requests()
+    listing()
+    assert none.requests().get("READDIRPLUS", 0) > before.get("READDIRPLUS", 0)
+    (src / "d" / "behind").touch()
+    assert "behind" in listing()
