@@ -33,6 +33,8 @@ class PathLoopback(PathOperations):
     #: a file unlinked while open goes at once, as in SOURCE (its link count, its other hard links' ctime), and the
     #: calls on its open handles get path None: they work on the fd, which is all this loopback needs
     nullpath_ok = True
+    #: SOURCE's directories change their mtime with their entries: the kernel may keep listings and check that
+    cache_listings = True
 
     def __init__(self, source: str) -> None:
         self.source = os.path.realpath(source)

@@ -74,6 +74,12 @@ class PathOperations:
     nullpath_ok = False
     nopath = False
 
+    #: True: the kernel may keep each directory's listing and answer later listings from it, until a change goes
+    #: through the mount or, once the attribute timeout has passed, it sees the directory's mtime moved (libfuse's
+    #: ``cache_readdir`` with ``keep_cache`` on every opendir). For filesystems whose directories change their
+    #: mtime with their entries and list the same to every caller, such as a loopback.
+    cache_listings = False
+
     def init(self) -> None:
         """The mount is live."""
 
@@ -296,6 +302,7 @@ class PathBridge(Operations):
 
     def __init__(self, fs: PathOperations, timeout: float = 1.0) -> None:
         self.fs = fs
+        self.cache_listings = bool(getattr(fs, "cache_listings", False))
         self.entry_timeout = self.attr_timeout = timeout
         self.negative_timeout = 0.0
         self.kernel_cache = False

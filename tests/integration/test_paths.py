@@ -303,3 +303,22 @@ def test_async_path_handlers(serve):
     assert sorted(os.listdir(mnt)) == ["f"] and os.stat(mnt / "f").st_size == 5
     with pytest.raises(FileNotFoundError):
         os.stat(mnt / "nope")
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_listings_are_kept_by_the_kernel_only_when_the_filesystem_says_so(serve, tree, cached):
+    src, _mnt = tree
+    for i in range(50):
+        (src / f"n{i}").touch()
+    fs = ScandirLoopbackPaths(str(src))
+    fs.cache_listings = cached
+    mnt = serve(fs)
+    session = serve.sessions[0]
+    assert len(os.listdir(mnt)) == 50
+    before = session.request_counts()
+    assert len(os.listdir(mnt)) == 50
+    after = session.request_counts()
+    listed = sum(after.get(op, 0) - before.get(op, 0) for op in ("READDIR", "READDIRPLUS"))
+    assert (listed == 0) is cached, (before, after)
+    (mnt / "new").touch()  # a change through the mount drops the kept listing
+    assert "new" in os.listdir(mnt)
