@@ -43,6 +43,7 @@ from .operations import (
     StatvfsData,
     StatxAttributes,
     WouldBlock,
+    kept_for,
 )
 from .options import Config, UsageError, choice, number, on_off
 
@@ -742,9 +743,9 @@ class Mirror(Operations):
             os.close(fd)
             raise
         inode = self.inodes.remember(fd, st, parent)
-        fresh_for = min(self.entry_timeout, self.attr_timeout)
-        if fresh_for > 0:
-            inode.fresh = time.monotonic() + fresh_for
+        kept = kept_for(self.entry_timeout, self.attr_timeout)
+        if kept:
+            inode.fresh = time.monotonic() + kept
         return self._attrs(inode.nodeid, st)
 
     def _lookup_fd(self, pfd: int, parent: int, name: bytes) -> EntryAttributes:
@@ -1065,7 +1066,7 @@ class Mirror(Operations):
             raise FUSEError(errno.EBADF)
         # A name whose inode the kernel holds fresh from an earlier reply goes without attributes (plus=False): in a
         # READDIRPLUS the lookup would only give the kernel what it has, at the cost of one per name.
-        fresh = self.inodes.fresh if min(self.entry_timeout, self.attr_timeout) > 0 else None
+        fresh = self.inodes.fresh if kept_for(self.entry_timeout, self.attr_timeout) else None
         now, dev, new = time.monotonic(), handle.dev, tuple.__new__
         while True:
             # The kernel takes what fits in its buffer and asks again from the last cookie it kept: usually one in
@@ -1134,9 +1135,9 @@ class Mirror(Operations):
     def listxattr(self, inode: int, ctx: RequestContext) -> list[bytes]:
         fd = self._own_fd(inode, ctx)
         if fd >= 0:
-            return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
+            return _listxattr(fd)
         with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
-            return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
+            return _listxattr(fd)
 
     def removexattr(self, inode: int, name: bytes, ctx: RequestContext) -> None:
         with self.inodes.borrow(inode) as fd, self._caller(ctx, inode, capabilities=True):
@@ -1171,6 +1172,10 @@ def _getxattr(fd: int, name: bytes) -> bytes:
         if e.errno == errno.EOPNOTSUPP:
             raise FUSEError(errno.ENODATA) from None
         raise
+
+
+def _listxattr(fd: int) -> list[bytes]:
+    return [os.fsencode(n) for n in os.listxattr(_proc(fd))]
 
 
 def _open_noatime(path: str | bytes, how: int, mode: int = 0, dir_fd: int | None = None) -> int:

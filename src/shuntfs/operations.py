@@ -304,6 +304,12 @@ class RequestContext:
         return f"RequestContext(uid={self.uid}, gid={self.gid}, pid={self.pid})"
 
 
+def kept_for(entry_timeout: float, attr_timeout: float) -> float:
+    """How long the kernel may use both the name and the attributes of an entry reply given these timeouts (0: not
+    at all). Within it, a READDIRPLUS lookup of the name would tell the kernel nothing new (see DirEntry.plus)."""
+    return max(0.0, min(entry_timeout, attr_timeout))
+
+
 def request_context() -> RequestContext | None:
     """Who asked for the request the calling thread serves (None outside a request): for handlers that get no
     ``ctx``, such as the path-based API's."""

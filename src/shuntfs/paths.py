@@ -37,6 +37,7 @@ from .operations import (
     SetattrFields,
     StatvfsData,
     dtype_of,
+    kept_for,
 )
 
 #: utimens values: "the current time" and "leave it as it is" (as utimensat(2)'s)
@@ -302,7 +303,7 @@ class PathBridge(Operations):
 
     def __init__(self, fs: PathOperations, timeout: float = 1.0) -> None:
         self.fs = fs
-        self.cache_listings = bool(getattr(fs, "cache_listings", False))
+        self.cache_listings = fs.cache_listings
         self.entry_timeout = self.attr_timeout = timeout
         self.negative_timeout = 0.0
         self.kernel_cache = False
@@ -350,8 +351,8 @@ class PathBridge(Operations):
 
     def _entry(self, parent: int, name: str, attrs: EntryAttributes) -> EntryAttributes:
         """Count a lookup of ``name`` in ``parent`` with these attributes; the node id goes into ``attrs``."""
-        fresh_for = min(self.entry_timeout, attrs.attr_timeout)
-        fresh = time.monotonic() + fresh_for if fresh_for > 0 else 0.0
+        kept = kept_for(self.entry_timeout, attrs.attr_timeout)
+        fresh = time.monotonic() + kept if kept else 0.0
         with self._lock:
             nodeid = self._names.get((parent, name))
             if nodeid is None and self.fs.use_ino and attrs.shown_ino:
@@ -743,7 +744,7 @@ class PathBridge(Operations):
         parent = handle.nodeid
         # A name the kernel holds fresh from an earlier reply goes without attributes (plus=False): in a READDIRPLUS
         # its lookup would only give the kernel what it has.
-        names = self._names if min(self.entry_timeout, self.attr_timeout) > 0 else None
+        names = self._names if kept_for(self.entry_timeout, self.attr_timeout) else None
         nodes, now, new = self._nodes, time.monotonic(), tuple.__new__
         for index in range(offset, len(entries)):
             entry, name, attrs = entries[index]
